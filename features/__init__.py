@@ -1,0 +1,1 @@
+"""Media → arrays: decoding, CLIP image/video encoders, and the feature store."""

@@ -1,0 +1,1 @@
+"""Datasets: sources, verified downloads, unified annotation tables, synthetic data, task tables, loader."""

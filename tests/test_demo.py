@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from vlpet.cli import app
+from flows.cli import app
 
 
 @pytest.mark.slow

@@ -1,4 +1,9 @@
-"""The ``vlpet`` command line (typer). Later issues add download/prepare/extract/train/evaluate/serve."""
+"""The model library's commands (``params``, ``demo``), registered on the ``vlpet`` command line.
+
+The console script itself is ``flows.cli:app``, which composes every package's commands; ``vlpet`` never
+imports the other packages. ``app`` here is a standalone app with only these commands (for tests and for
+users of the library alone).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="VL-PET: from raw vision-and-language media to an evaluated parameter-efficient model.")
 console = Console()
 
 
-@app.command()
 def params(
     backbone: str = typer.Option("bart-base", help="bart-base | t5-base | tiny-bart | tiny-t5 | a local directory"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON list of objects"),
@@ -43,7 +45,6 @@ def params(
     console.print(table)
 
 
-@app.command()
 def demo(
     workdir: Path = typer.Option(Path("demo-output"), help="where the report and checkpoint go"),
     steps: int = typer.Option(60, help="training steps"),
@@ -66,5 +67,11 @@ def demo(
                   f"lineage: not recorded yet (arrives with the flows issue)\ntook {report['seconds']} s")
 
 
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    """Add the model library's commands to ``app``."""
+    app.command()(params)
+    app.command()(demo)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="vlpet model library commands.")
+register(app)
