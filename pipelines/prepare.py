@@ -1,0 +1,216 @@
+"""Prepare one dataset: raw store → unified Arrow tables per split, a media index, and a coverage report.
+
+Output (``<root>/tables/<dataset>/``): ``<split>.arrow`` per split (schemas in ``pipelines.tables``),
+``media.arrow`` (media_id → rel_path under the raw store, sha256, size, kind), ``prepare_report.json``
+(counts per split, media coverage) and, when media are missing, ``missing_media.txt`` with one expected
+file per line, so a user knows exactly what to supply (``vlpet download`` says where to get it).
+Every table has a ``media_id`` column (``media_id0``/``media_id1`` for NLVR2): the key into the media index
+and the feature store. Missing media are reported, never silently dropped: the rows stay in the tables
+and the task builder excludes them explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.fetch import raw_dir
+from pipelines.sources import get_source
+from pipelines.tables import (
+    build_media_index,
+    load_subtitles,
+    parse_coco_karpathy,
+    parse_gqa_balanced,
+    parse_nlvr2,
+    parse_video_captions,
+    parse_video_qa,
+    parse_vqa_official,
+    rebuild_karpathy_vqa,
+    write_table,
+)
+
+MISSING_LIST_LIMIT = 20
+
+
+@dataclass
+class PrepareReport:
+    dataset: str
+    tables: dict[str, int] = field(default_factory=dict)  # split -> rows
+    media_present: int = 0
+    media_referenced: int = 0
+    media_missing: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    out_dir: str = ""
+
+    @property
+    def coverage(self) -> float:
+        return 1.0 if not self.media_referenced else 1 - self.media_missing / self.media_referenced
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "coverage": round(self.coverage, 6)}
+
+
+def find_file(base: Path, name: str, dataset: str) -> Path:
+    """The one file called ``name`` under ``base`` (archives may or may not nest a top folder)."""
+    hits = sorted(p for p in base.rglob(name) if p.is_file())
+    if not hits:
+        raise FileNotFoundError(f"{name} not found under {base}: run `vlpet download {dataset}` first")
+    if len(hits) > 1:
+        raise FileExistsError(f"{name} found more than once under {base}: {', '.join(map(str, hits))}")
+    return hits[0]
+
+
+def _with_media_id(table: pa.Table, column: str, mapping: dict[str, str] | None = None,
+                   name: str = "media_id") -> pa.Table:
+    values = table.column(column).to_pylist()
+    ids = [mapping.get(str(v), str(v)) if mapping else str(v) for v in values]
+    return table.append_column(name, pa.array(ids, pa.string()))
+
+
+def _media(root: Path, directory: Path, pattern: str, kind: str) -> pa.Table:
+    """Index the media under ``directory``; rel_path stays relative to the raw store root."""
+    if not directory.is_dir():
+        return pa.table({"media_id": pa.array([], pa.string()), "rel_path": pa.array([], pa.string()),
+                         "sha256": pa.array([], pa.string()), "size": pa.array([], pa.int64()),
+                         "kind": pa.array([], pa.string())})
+    index = build_media_index(directory, pattern, kind)
+    prefix = directory.relative_to(root).as_posix()
+    rel = [f"{prefix}/{p}" for p in index.column("rel_path").to_pylist()]
+    return index.set_column(index.schema.get_field_index("rel_path"), "rel_path", pa.array(rel, pa.string()))
+
+
+# ------------------------------------------------------------------ per dataset
+
+
+def _coco(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str], list[str]]:
+    captions, _ = parse_coco_karpathy(find_file(raw, "dataset_coco.json", "coco"))
+    captions = _with_media_id(captions, "image_id")
+    tables = {s: captions.filter(pc.equal(captions.column("karpathy_split"), s)) for s in ("train", "val", "test")}
+    media = pa.concat_tables([_media(store, d, "*.jpg", "image") for d in
+                              (raw / "train2014" / "train2014", raw / "val2014" / "val2014")])
+    return tables, media, set(captions.column("media_id").to_pylist()), []
+
+
+def _vqa(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str], list[str]]:
+    tables: dict[str, pa.Table] = {}
+    for subset in ("train", "val"):
+        q = find_file(raw, f"v2_OpenEnded_mscoco_{subset}2014_questions.json", "vqa")
+        a = find_file(raw, f"v2_mscoco_{subset}2014_annotations.json", "vqa")
+        tables[f"{subset}2014"], _ = parse_vqa_official(q, a, split=f"{subset}2014")
+    notes = []
+    coco_raw = raw_dir(store.parent, "coco")
+    try:
+        karpathy = find_file(coco_raw, "dataset_coco.json", "coco")
+    except FileNotFoundError:
+        notes.append("Karpathy splits not rebuilt: download coco first (dataset_coco.json)")
+    else:
+        splits, _ = rebuild_karpathy_vqa([tables["train2014"], tables["val2014"]], karpathy,
+                                         find_file(raw, "trainval_ans2label.json", "vqa"))
+        tables.update({f"karpathy_{k.removeprefix('karpathy_')}": v for k, v in splits.items()})
+    tables = {k: _with_media_id(t, "image_id") for k, t in tables.items()}
+    media = pa.concat_tables([_media(store, d, "*.jpg", "image") for d in
+                              (coco_raw / "train2014" / "train2014", coco_raw / "val2014" / "val2014")])
+    referenced = {m for t in tables.values() for m in t.column("media_id").to_pylist()}
+    return tables, media, referenced, notes
+
+
+def _gqa(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str], list[str]]:
+    tables = {}
+    for split, stem in (("train", "train"), ("valid", "val"), ("testdev", "testdev")):
+        t, _ = parse_gqa_balanced(find_file(raw, f"{stem}_balanced_questions.json", "gqa"), split=split)
+        tables[split] = _with_media_id(t, "image_id")
+    media = _media(store, raw / "images" / "images", "*.jpg", "image")
+    referenced = {m for t in tables.values() for m in t.column("media_id").to_pylist()}
+    return tables, media, referenced, []
+
+
+def _nlvr2(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str], list[str]]:
+    tables = {}
+    for split in ("train", "dev", "test1"):
+        t, _ = parse_nlvr2(find_file(raw, f"{split}.json", "nlvr2"), split=split)
+        t = _with_media_id(_with_media_id(t, "img0", name="media_id0"), "img1", name="media_id1")
+        tables[split] = t
+    media = _media(store, raw / "images", "**/*.png", "image")
+    referenced = {m for t in tables.values() for c in ("media_id0", "media_id1") for m in t.column(c).to_pylist()}
+    return tables, media, referenced, []
+
+
+def _video(dataset: str, videos_of: str, subtitles: str, splits: tuple[str, ...], kind: str,
+           mapping_file: str | None = None) -> Callable[[Path, Path], tuple]:
+    def prepare(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str], list[str]]:
+        subs_raw = raw_dir(store.parent, videos_of)
+        subs, _ = load_subtitles(find_file(subs_raw, subtitles, videos_of))
+        mapping = None
+        if mapping_file:
+            mapping = {str(k): v for k, v in json.loads(find_file(raw, mapping_file, dataset).read_text()).items()}
+        tables = {}
+        for split in splits:
+            path = find_file(raw, f"{dataset}_{split}.jsonl", dataset)
+            if kind == "qa":
+                t, _ = parse_video_qa(path, dataset=dataset, split=split, subtitles=subs)
+            else:
+                t, _ = parse_video_captions(path, dataset=dataset, split=split, subtitles=subs)
+            tables[split] = _with_media_id(t, "vid_name", mapping)
+        media = _media(store, subs_raw / "videos", "*.mp4", "video")
+        referenced = {m for t in tables.values() for m in t.column("media_id").to_pylist()}
+        return tables, media, referenced, []
+
+    return prepare
+
+
+PREPARERS: dict[str, Callable[[Path, Path], tuple]] = {
+    "coco": _coco,
+    "vqa": _vqa,
+    "gqa": _gqa,
+    "nlvr2": _nlvr2,
+    "tvqa": _video("tvqa", "tvqa", "tv_subtitles.jsonl", ("train", "val", "test_public"), "qa"),
+    "how2qa": _video("how2qa", "how2qa", "how2_subtitles.jsonl", ("train_release", "val_release",
+                                                                   "test_public_release"), "qa",
+                     mapping_file="how2_vid_mapping.json"),
+    "tvc": _video("tvc", "tvqa", "tv_subtitles.jsonl", ("train_release", "val_release", "test_release"), "captions"),
+    "yc2c": _video("yc2c", "yc2c", "yc2_subtitles.jsonl", ("train_release", "val_release", "test_release"),
+                   "captions"),
+}
+
+
+def tables_dir(root: Path, dataset: str) -> Path:
+    return Path(root) / "tables" / dataset
+
+
+def prepare_dataset(name: str, root: Path) -> PrepareReport:
+    """Parse the raw store of ``name`` into tables + media index under ``<root>/tables/<name>/``."""
+    source = get_source(name)
+    if source.name not in PREPARERS:
+        raise ValueError(f"nothing to prepare for {name!r}; datasets: {', '.join(PREPARERS)}")
+    root = Path(root)
+    raw, store = raw_dir(root, source.name), root / "raw"
+    if not raw.is_dir():
+        raise FileNotFoundError(f"{raw} does not exist: run `vlpet download {source.name} --root {root}` first")
+    tables, media, referenced, notes = PREPARERS[source.name](raw, store)
+    out = tables_dir(root, source.name)
+    out.mkdir(parents=True, exist_ok=True)
+    report = PrepareReport(dataset=source.name, notes=notes, out_dir=str(out))
+    for split, table in tables.items():
+        write_table(table, out / f"{split}.arrow")
+        report.tables[split] = table.num_rows
+    write_table(media, out / "media.arrow")
+    present = set(media.column("media_id").to_pylist())
+    missing = sorted(referenced - present)
+    report.media_present, report.media_referenced, report.media_missing = len(present), len(referenced), len(missing)
+    report.missing_examples = missing[:MISSING_LIST_LIMIT]
+    missing_file = out / "missing_media.txt"
+    if missing:
+        missing_file.write_text("\n".join(missing) + "\n")
+        hint = "; ".join(f"{a.name}: {a.how_to_get} (put them under {raw / a.put_under})" for a in source.manual)
+        report.notes.append(f"{len(missing)} of {len(referenced)} referenced media are missing "
+                            f"(list: {missing_file}). {hint}")
+    elif missing_file.exists():
+        missing_file.unlink()
+    (out / "prepare_report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    return report

@@ -1,0 +1,90 @@
+"""TVC and YC2C to the video-caption table, one row per clip.
+
+Records: TVC ``{vid_name, duration, ts: [start, end], clip_id, descs?: [{desc, desc_id, type, from_retrieval}]}``,
+YC2C ``{vid_name, clip_id, duration, descs?: [{desc, desc_id}]}``. Test files have no ``descs``: the row gets
+empty caption lists so the clip is still predicted on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+from pipelines.tables.arrow_io import attach_metadata
+from pipelines.tables.errors import line_ref
+from pipelines.tables.hashing import digest_file
+from pipelines.tables.readers import Record, iter_jsonl
+from pipelines.tables.report import ParseReport
+from pipelines.tables.schemas import VIDEO_CAPTION_SCHEMA, build_table, empty_columns
+from pipelines.tables.splits import split_from_stem
+from pipelines.tables.subtitles import SubtitleIndex, as_index
+
+FAMILY = "video_caption"
+VideoCaptionDataset = Literal["tvc", "yc2c"]
+_NEEDS_TS = {"tvc": True, "yc2c": False}
+
+
+def _timestamps(rec: Record, required: bool) -> list[float] | None:
+    ts = rec.array("ts", required=required)
+    if ts is None:
+        return None
+    if len(ts) != 2 or any(isinstance(v, bool) or not isinstance(v, int | float) for v in ts):
+        raise rec.error("ts", "expected [start, end] seconds", ts)
+    return [float(ts[0]), float(ts[1])]
+
+
+def parse_video_captions(
+    path: Path,
+    *,
+    dataset: VideoCaptionDataset,
+    split: str | None = None,
+    subtitles: SubtitleIndex | Path | None = None,
+) -> tuple[pa.Table, ParseReport]:
+    """TVC / YC2C JSONL -> video-caption table (``ts`` required for TVC, absent -> null for YC2C)."""
+    if dataset not in _NEEDS_TS:
+        raise ValueError(f"dataset must be one of {sorted(_NEEDS_TS)}, got {dataset!r}")
+    path = Path(path)
+    split = split or split_from_stem(path, dataset)
+    index = as_index(subtitles)
+    report = ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
+    cols = empty_columns(VIDEO_CAPTION_SCHEMA)
+    seen: dict[int, int] = {}
+    for line_no, raw in iter_jsonl(path):
+        report.records_read += 1
+        rec = Record(raw, path, line_ref(line_no))
+        clip_id = rec.integer("clip_id")
+        if clip_id in seen:
+            raise rec.error("clip_id", f"duplicate clip_id (first at line {seen[clip_id]})", clip_id)
+        seen[clip_id] = line_no
+        captions, desc_ids, desc_types = [], [], []
+        descs = rec.array("descs", required=False)
+        if descs is None:
+            report.note("clips without descs")
+        for j, item in enumerate(descs or []):
+            desc = rec.sub(item, f"descs[{j}]")
+            captions.append(desc.text("desc"))
+            desc_ids.append(desc.integer("desc_id"))
+            desc_types.append(desc.text("type", required=False))
+        vid_name = rec.text("vid_name")
+        subs = None
+        if index is not None:
+            subs = index.get(vid_name)
+            if subs is None:
+                report.note("clips whose video has no subtitles")
+                subs = []
+        cols["clip_id"].append(clip_id)
+        cols["vid_name"].append(vid_name)
+        cols["ts"].append(_timestamps(rec, _NEEDS_TS[dataset]))
+        cols["duration"].append(rec.number("duration", required=False))
+        cols["captions"].append(captions)
+        cols["desc_ids"].append(desc_ids)
+        cols["desc_types"].append(desc_types)
+        cols["subtitles"].append(subs)
+        cols["split"].append(split)
+    table = build_table(cols, VIDEO_CAPTION_SCHEMA)
+    report.records_written = table.num_rows
+    sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
+    table = attach_metadata(table, family=FAMILY, dataset=dataset, split=split, sources=sources)
+    return table, report

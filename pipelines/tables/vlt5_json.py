@@ -1,0 +1,63 @@
+"""Write VQA-like tables back out as VL-T5 / LXMERT JSON lists, so the original VL-T5 / VL-Adapter code
+(and anyone comparing with it) can read our rebuilt Karpathy splits unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.tables.arrow_io import table_metadata
+
+
+def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) -> list[dict[str, Any]]:
+    """Rows as ``{img_id, sent, question_id, question_type, answer_type, label, is_topk_optimal}``.
+
+    VQA question ids go back to ints (VL-T5 keys ``id2datum`` by int); GQA ids stay strings (leading
+    zeros matter). ``int_question_ids=None`` decides from the table's dataset metadata. Keys whose value
+    is null are left out, as LXMERT's test files omit ``label``. Scores are rounded to 4 decimals
+    (float32 0.3 -> 0.3).
+    """
+    if int_question_ids is None:
+        int_question_ids = table_metadata(table).get("dataset") == "vqa_v2"
+    out = []
+    for row in table.select(
+        ["image_id", "question", "question_id", "question_type", "answer_type", "answers", "is_topk_optimal"]
+    ).to_pylist():
+        qid: str | int = row["question_id"]
+        if int_question_ids:
+            if not (qid.isdigit() and str(int(qid)) == qid):
+                raise ValueError(f"question_id {qid!r} is not a canonical integer; pass int_question_ids=False")
+            qid = int(qid)
+        record: dict[str, Any] = {"img_id": row["image_id"], "sent": row["question"], "question_id": qid}
+        for key in ("question_type", "answer_type"):
+            if row[key] is not None:
+                record[key] = row[key]
+        if row["answers"] is not None:
+            record["label"] = {a["answer"]: round(float(a["score"]), 4) for a in row["answers"]}
+        if row["is_topk_optimal"] is not None:
+            record["is_topk_optimal"] = row["is_topk_optimal"]
+        out.append(record)
+    return out
+
+
+def write_vl_t5_vqa_json(table: pa.Table, path: Path | str, *, int_question_ids: bool | None = None) -> int:
+    """Atomically write the VL-T5 JSON list (temp file + ``os.replace``); returns the number of records."""
+    path = Path(path)
+    records = vl_t5_vqa_records(table, int_question_ids=int_question_ids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(records, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(records)
