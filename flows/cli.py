@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from features.cli import register as register_feature_commands
 from pipelines.cli import register as register_pipeline_commands
 from vlpet.cli import register as register_model_commands
 
@@ -17,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="VL-PET: from raw vision-and-language media to an evaluated parameter-efficient model.")
 register_model_commands(app)
 register_pipeline_commands(app)
+register_feature_commands(app)
 
 
 @app.command()

@@ -25,8 +25,10 @@ def tokenizers():
 
 @pytest.fixture(autouse=True)
 def _quiet_random_weights():
+    from features.weights import RandomWeightsWarning as ClipRandomWeightsWarning
     from vlpet.backbones import RandomWeightsWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
+        warnings.simplefilter("ignore", ClipRandomWeightsWarning)
         yield

@@ -1,0 +1,221 @@
+"""The extraction engine: media files → features in a feature store, batched, incremental, crash-safe.
+
+Pipeline: a torch ``DataLoader`` decodes and preprocesses media in worker processes (uint8 tensors,
+so the transfer is cheap) while the main process runs batched forwards; results go to a shard writer of
+the store's current run and one commit publishes the snapshot. Decoding and the model overlap through
+the loader's prefetching.
+
+Reproducibility: the batch boundaries are a function of the plan only (``plan.to_extract`` in media-id
+order, cut every ``batch_size`` items), never of what a killed run had already written, so a resumed
+run computes every sample inside the same batch composition as an uninterrupted one (CPU kernels may
+pick other algorithms for other batch sizes) and the committed snapshot is bit-identical.
+
+Bad media never stop a run: each failure is quarantined in the store with path, hash and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from features.decode import BadMediaError
+from features.extractors import Extractor, get_extractor
+from features.media import MediaItem, scan_media
+from features.store import FeatureStore, StoreSpec
+
+log = logging.getLogger(__name__)
+VIDEO_CHUNK_FRAMES = 64  # frames per forward for videos, as the HERO extractor
+
+
+@dataclass
+class ExtractReport:
+    store: str
+    extractor: str
+    device: str
+    snapshot: str | None
+    content_digest: str | None
+    random_init: bool
+    items: int
+    extracted: int
+    reused: int
+    deleted: int
+    quarantined: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    items_per_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
+    return torch.device(device)
+
+
+def default_batch_size(extractor: Extractor) -> int:
+    """CPU: 8 (RN101 with channels_last peaks there, STACK.md); GPU: 128 images or 4 videos."""
+    if extractor.device.type == "cuda":
+        return 128 if extractor.kind == "image" else 4
+    return 8 if extractor.kind == "image" else 2
+
+
+def default_workers() -> int:
+    """One decoding process per spare core (at least one, so decoding overlaps the forward)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class _DecodeDataset(Dataset):
+    """Decode + preprocess one item in a worker; failures come back as a reason, not an exception."""
+
+    def __init__(self, root: Path, items: Sequence[MediaItem], extractor: Extractor) -> None:
+        self.root, self.items, self.extractor = root, list(items), extractor
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        item = self.items[i]
+        try:
+            x = self.extractor.preprocess(self.extractor.decode(self.root / item.rel_path), as_uint8=True)
+            if x.shape[0] == 0:
+                return i, None, "no frames could be sampled"
+            return i, x, None
+        except BadMediaError as e:
+            return i, None, str(e)
+        except Exception as e:
+            return i, None, f"{type(e).__name__}: {e}"
+
+
+def _collate(batch: list) -> list:
+    return batch
+
+
+def load_media_items(media: str | os.PathLike[str], kind: str, media_root: str | os.PathLike[str] | None = None
+                     ) -> tuple[Path, list[MediaItem]]:
+    """A folder (searched recursively, hashed) or a media index (Arrow IPC with media_id, rel_path,
+    sha256, kind, size; paths relative to ``media_root``, default the index's folder)."""
+    path = Path(media)
+    if path.is_dir():
+        items = [it for it in scan_media(path) if it.kind == kind]
+        return path, items
+    if path.is_file():
+        import pyarrow as pa
+
+        with pa.memory_map(str(path)) as src:
+            table = pa.ipc.open_file(src).read_all()
+        missing = {"media_id", "rel_path", "sha256", "kind", "size"} - set(table.column_names)
+        if missing:
+            raise ValueError(f"{path} is not a media index: columns {sorted(missing)} are missing")
+        root = Path(media_root) if media_root else path.parent
+        items = [MediaItem(r["media_id"], r["rel_path"], r["sha256"], r["kind"], int(r["size"]))
+                 for r in table.to_pylist() if r["kind"] == kind]
+        return root, sorted(items, key=lambda it: it.media_id)
+    raise FileNotFoundError(f"{media}: no such folder or media index")
+
+
+def _spec(extractor: Extractor) -> StoreSpec:
+    out = extractor.outputs[extractor.primary]
+    shape = tuple(out.shape)
+    ragged = extractor.kind == "video"
+    return StoreSpec(extractor=extractor.name, shape=(None, *shape[1:]) if ragged else shape, dtype="float16",
+                     ragged=ragged, params=extractor.spec_params())
+
+
+def _forward(extractor: Extractor, x: torch.Tensor) -> np.ndarray:
+    if extractor.kind == "video" and x.shape[0] > VIDEO_CHUNK_FRAMES:
+        parts = [extractor.forward(x[s:s + VIDEO_CHUNK_FRAMES]) for s in range(0, x.shape[0], VIDEO_CHUNK_FRAMES)]
+        return extractor.to_storage(torch.cat(parts))
+    return extractor.to_storage(extractor.forward(x))
+
+
+def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[MediaItem], extractor: Extractor, *,
+                  shard_id: str = "0", batch_size: int | None = None, workers: int | None = None,
+                  progress: bool = True, flush_rows: int | None = None) -> dict[str, Any]:
+    """Extract ``items`` (a plan's ``to_extract``, or a shard of it) into ``run``'s shard ``shard_id``.
+
+    Batches are cut from ``items`` in order; a batch whose items are all written already (by a killed
+    run) is skipped, a partly written one is recomputed whole (the writer ignores known hashes).
+    """
+    from tqdm import tqdm
+
+    bs = batch_size or default_batch_size(extractor)
+    nw = default_workers() if workers is None else workers
+    writer = run.shard_writer(shard_id, **({"flush_rows": flush_rows} if flush_rows else {}))
+    done = set(run.done_hashes())
+    batches = [list(range(s, min(s + bs, len(items)))) for s in range(0, len(items), bs)]
+    todo = [b for b in batches if not all(items[i].sha256 in done for i in b)]
+    counts = {"extracted": 0, "quarantined": 0, "model_seconds": 0.0}
+    if not todo:
+        writer.close()
+        return counts
+    cuda = extractor.device.type == "cuda"
+    loader = DataLoader(_DecodeDataset(root, items, extractor), batch_sampler=todo, num_workers=nw,
+                        collate_fn=_collate, pin_memory=cuda, persistent_workers=False,
+                        prefetch_factor=4 if nw else None)
+    bar = tqdm(total=sum(map(len, todo)), unit=extractor.kind[:3], disable=not progress, desc=extractor.name,
+               smoothing=0.1)
+    try:
+        for batch in loader:
+            good = [(i, x) for i, x, err in batch if err is None]
+            for i, _, err in batch:
+                if err is not None and writer.add_error(items[i], err):
+                    counts["quarantined"] += 1
+                    log.warning("quarantined %s (%s): %s", items[i].rel_path, items[i].sha256[:12], err)
+            t = time.perf_counter()
+            if extractor.kind == "image" and good:
+                feats = _forward(extractor, torch.cat([x for _, x in good]))
+                for (i, _), arr in zip(good, feats, strict=True):
+                    counts["extracted"] += writer.add(items[i], arr)
+            else:
+                for i, x in good:
+                    counts["extracted"] += writer.add(items[i], _forward(extractor, x))
+            counts["model_seconds"] += time.perf_counter() - t
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        writer.close()
+    return counts
+
+
+def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
+            extractor: str | Extractor = "clip-rn101-grid", device: str = "auto", batch_size: int | None = None,
+            workers: int | None = None, pretrained: str | None = None, media_root: str | None = None,
+            progress: bool = True, flush_rows: int | None = None) -> ExtractReport:
+    """Extract every new or changed media file under ``media`` into the store at ``store_path`` and commit."""
+    t0 = time.perf_counter()
+    ex = extractor if isinstance(extractor, Extractor) else get_extractor(
+        extractor, pretrained=pretrained, device=resolve_device(device))
+    root, items = load_media_items(media, ex.kind, media_root)
+    identity = ex.identity
+    if identity.random_init:
+        log.warning("RANDOM WEIGHTS: %s has no pretrained weights here; the features are from a random "
+                    "initialisation (recorded in the store's snapshot metadata)", ex.name)
+    store = FeatureStore.open_or_create(store_path, _spec(ex))
+    plan = store.plan(items, weights=identity.key())
+    run = store.begin_run(plan=plan)
+    counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,
+                           progress=progress, flush_rows=flush_rows)
+    snap = store.commit(run, items, metadata={"weights": identity.key(), "random_init": identity.random_init,
+                                              "weights_identity": identity.as_dict(), **ex.runtime_params()})
+    reader = FeatureStore.open_reader(store_path, snapshot=snap.id)
+    quarantined = [asdict(e) for e in reader.errors()]
+    seconds = time.perf_counter() - t0
+    return ExtractReport(
+        store=str(store_path), extractor=ex.name, device=str(ex.device), snapshot=snap.id,
+        content_digest=snap.content_digest(), random_init=identity.random_init, items=len(items),
+        extracted=counts["extracted"], reused=len(plan.reused), deleted=len(plan.deleted),
+        quarantined=quarantined, seconds=round(seconds, 3), model_seconds=round(counts["model_seconds"], 3),
+        items_per_s=round(counts["extracted"] / seconds, 3) if counts["extracted"] else 0.0)

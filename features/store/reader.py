@@ -1,0 +1,231 @@
+"""``SnapshotReader``: read-only, memory-mapped, zero-copy access to one committed snapshot.
+
+Lookups are O(1) (dicts built once per process from the snapshot index). Segment files are mapped lazily,
+on first use, and the maps are per process: after a ``fork`` (DataLoader workers) the reader sees the pid
+change and reopens its maps in the child; pickling (``spawn``) carries only the store path and snapshot id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import QuarantinedError, StoreError
+from .layout import INDEX, Layout
+from .segment import Segment, numpy_view
+from .snapshot import OK, QuarantineRecord, SnapshotInfo, read_index_table
+from .spec import StoreSpec
+
+
+@dataclass(frozen=True)
+class SampleStatus:
+    media_id: str
+    rel_path: str
+    sha256: str
+    kind: str
+    size: int
+    status: str  # "ok" | "error"
+    reason: str | None
+    frames: int | None  # ragged stores: T_i for ok samples
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+class SnapshotReader:
+    """Features of one committed snapshot. Arrays returned by ``get`` are read-only views into the mapped
+    segment files (no copy); ``get_many`` stacks fixed-shape samples into one new array, and returns a list
+    of views for ragged ones."""
+
+    def __init__(self, root: str | os.PathLike, spec: StoreSpec, info: SnapshotInfo):
+        self.root = Path(root)
+        self.spec = spec
+        self.snapshot = info
+        self._index_loaded = False
+        self._maps_pid: int | None = None
+        self._segments: list[Segment | None] = []
+        self._lock = threading.Lock()
+
+    # --- pickling / fork -----------------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        return {"root": self.root, "spec": self.spec, "snapshot": self.snapshot}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["root"], state["spec"], state["snapshot"])
+
+    def _load_index(self) -> None:
+        table = read_index_table(self.snapshot.path / INDEX)
+        ids = table.column("media_id").to_pylist()
+        shas = table.column("sha256").to_pylist()
+        status = table.column("status").to_pylist()
+        segs = table.column("segment").to_pylist()
+        self._ids, self._shas, self._status = ids, shas, status
+        self._rel = table.column("rel_path").to_pylist()
+        self._kind = table.column("kind").to_pylist()
+        self._size = np.array(numpy_view(table.column("size").combine_chunks(), np.int64))
+        self._reason = table.column("reason").to_pylist()
+        self._frames = np.array(numpy_view(table.column("frames").combine_chunks(), np.int64))
+        self._row = np.array(numpy_view(table.column("row").combine_chunks(), np.int64))
+        self._by_id = {m: i for i, m in enumerate(ids)}
+        self._by_sha: dict[str, int] = {}
+        for i, (h, st) in enumerate(zip(shas, status, strict=True)):
+            j = self._by_sha.get(h)
+            if j is None or (st == OK and status[j] != OK):
+                self._by_sha[h] = i
+        self._seg_names = sorted({s for s in segs if s is not None})
+        pos = {s: k for k, s in enumerate(self._seg_names)}
+        self._seg = np.array([pos[s] if s is not None else -1 for s in segs], dtype=np.int64)
+        self._ok_ids = [m for m, st in zip(ids, status, strict=True) if st == OK]
+        self._index_loaded = True
+
+    def _ensure(self) -> None:
+        if not self._index_loaded:
+            with self._lock:
+                if not self._index_loaded:
+                    self._load_index()
+        pid = os.getpid()
+        if self._maps_pid != pid:  # first use, or we are a forked child: drop inherited maps, map again lazily
+            self._lock = threading.Lock()
+            self._segments = [None] * len(self._seg_names)
+            self._maps_pid = pid
+
+    def _segment(self, k: int) -> Segment:
+        seg = self._segments[k]
+        if seg is None:
+            with self._lock:
+                seg = self._segments[k]
+                if seg is None:
+                    name = self._seg_names[k]
+                    path = Layout(self.root).segment(name)
+                    try:
+                        seg = Segment(path, self.spec)
+                    except FileNotFoundError as e:
+                        raise StoreError(f"segment {name} of snapshot {self.snapshot.id} is missing from "
+                                         f"{path.parent} (garbage-collected or deleted?)") from e
+                    self._segments[k] = seg
+        return seg
+
+    def close(self) -> None:
+        """Drop the maps (views already handed out stay valid: they keep their buffers alive)."""
+        self._segments = [None] * len(self._segments)
+        self._maps_pid = None
+
+    def __enter__(self) -> SnapshotReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- lookups -------------------------------------------------------------------------------------------
+    def _pos(self, media_id: str) -> int:
+        self._ensure()
+        try:
+            return self._by_id[media_id]
+        except KeyError:
+            raise KeyError(f"media id {media_id!r} is not in snapshot {self.snapshot.id}") from None
+
+    def _pos_sha(self, sha256: str) -> int:
+        self._ensure()
+        try:
+            return self._by_sha[sha256]
+        except KeyError:
+            raise KeyError(f"media hash {sha256!r} is not in snapshot {self.snapshot.id}") from None
+
+    def _view(self, i: int) -> np.ndarray:
+        if self._status[i] != OK:
+            raise QuarantinedError(self._ids[i], self._reason[i] or "")
+        return self._segment(int(self._seg[i])).row(int(self._row[i]))
+
+    def get(self, media_id: str) -> np.ndarray:
+        """The features of ``media_id``: a read-only zero-copy view, ``spec.shape`` (ragged: ``(T_i, ...)``)."""
+        return self._view(self._pos(media_id))
+
+    __getitem__ = get
+
+    def get_by_hash(self, sha256: str) -> np.ndarray:
+        return self._view(self._pos_sha(sha256))
+
+    def get_many(self, media_ids: Sequence[str], out: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
+        """Fixed shape: one new ``(n, *shape)`` array (or filled into ``out``); ragged: a list of views."""
+        return self._many([self._pos(m) for m in media_ids], out)
+
+    def get_many_by_hash(self, hashes: Sequence[str], out: np.ndarray | None = None):
+        return self._many([self._pos_sha(h) for h in hashes], out)
+
+    def _many(self, pos: list[int], out: np.ndarray | None):
+        if self.spec.ragged:
+            return [self._view(i) for i in pos]
+        n = len(pos)
+        if out is None:
+            out = np.empty((n, *self.spec.shape), dtype=self.spec.np_dtype)
+        elif out.shape != (n, *self.spec.shape):
+            raise ValueError(f"out has shape {out.shape}, expected {(n, *self.spec.shape)}")
+        if n == 0:
+            return out
+        p = np.asarray(pos, dtype=np.int64)
+        for i in p:
+            if self._status[i] != OK:
+                raise QuarantinedError(self._ids[i], self._reason[i] or "")
+        segs = self._seg[p]
+        rows = self._row[p]
+        for k in np.unique(segs):
+            sel = np.nonzero(segs == k)[0]
+            out[sel] = self._segment(int(k)).rows(rows[sel])
+        return out
+
+    # --- index views ---------------------------------------------------------------------------------------
+    def status(self, media_id: str) -> SampleStatus:
+        i = self._pos(media_id)
+        frames = int(self._frames[i]) if self._frames[i] >= 0 else None
+        return SampleStatus(self._ids[i], self._rel[i], self._shas[i], self._kind[i], int(self._size[i]),
+                            self._status[i], self._reason[i], frames)
+
+    def errors(self) -> list[QuarantineRecord]:
+        """The quarantine records of this snapshot: media id, relative path, content hash, reason."""
+        self._ensure()
+        return [QuarantineRecord(self._ids[i], self._rel[i], self._shas[i], self._reason[i] or "")
+                for i, st in enumerate(self._status) if st != OK]
+
+    @property
+    def media_ids(self) -> list[str]:
+        """Media ids with usable features (status ok), sorted. ``all_media_ids`` adds the quarantined ones."""
+        self._ensure()
+        return list(self._ok_ids)
+
+    @property
+    def all_media_ids(self) -> list[str]:
+        self._ensure()
+        return list(self._ids)
+
+    def hashes(self) -> dict[str, str]:
+        """media id -> content hash, for every media item of the snapshot."""
+        self._ensure()
+        return dict(zip(self._ids, self._shas, strict=True))
+
+    def __len__(self) -> int:
+        self._ensure()
+        return len(self._ok_ids)
+
+    def __contains__(self, media_id: object) -> bool:
+        self._ensure()
+        i = self._by_id.get(media_id)  # type: ignore[arg-type]
+        return i is not None and self._status[i] == OK
+
+    def __iter__(self) -> Iterable[str]:
+        return iter(self.media_ids)
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.snapshot.id
+
+    def content_digest(self) -> str:
+        return self.snapshot.content_digest()
+
+    def __repr__(self) -> str:
+        return f"SnapshotReader({str(self.root)!r}, snapshot={self.snapshot.id!r}, extractor={self.spec.extractor!r})"

@@ -1,0 +1,197 @@
+"""Segment files: immutable Arrow IPC files holding the feature arrays of a set of samples.
+
+One segment = one Arrow IPC *file* (random-access format, with footer) holding exactly one record batch:
+
+====================  =========================================================================
+column                type
+====================  =========================================================================
+``sha256``            ``string``: the media content hash (the key)
+``feat_sha256``       ``string``: sha256 of the sample's feature bytes (C order, little-endian)
+``feat``              fixed shape: ``fixed_size_list<dtype, prod(shape)>`` (one row = one sample);
+                      ragged: ``list<fixed_size_list<dtype, prod(shape[1:])>>`` (one row = T_i frames,
+                      the list offsets are the frame offsets)
+====================  =========================================================================
+
+A segment's file name is the sha256 of its bytes, so every segment is self-checking. Error (quarantine)
+records are written to small separate Arrow files (``err-<sha256>.arrow``) in the run's staging area; they
+end up as rows of the snapshot index, never in a segment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from .errors import CorruptionError
+from .spec import StoreSpec
+
+SEGMENT_FORMAT = "vlpet-feature-segment/1"
+ERRORS_FORMAT = "vlpet-feature-errors/1"
+
+ERRORS_SCHEMA = pa.schema([("sha256", pa.string()), ("media_id", pa.string()), ("rel_path", pa.string()),
+                           ("kind", pa.string()), ("size", pa.int64()), ("reason", pa.string())],
+                          metadata={"format": ERRORS_FORMAT})
+
+
+def segment_schema(spec: StoreSpec, spec_digest: str) -> pa.Schema:
+    inner = pa.list_(spec.arrow_type, spec.row_size)
+    feat = pa.list_(inner) if spec.ragged else inner
+    return pa.schema([("sha256", pa.string()), ("feat_sha256", pa.string()), ("feat", feat)],
+                     metadata={"format": SEGMENT_FORMAT, "spec_digest": spec_digest})
+
+
+def feature_hash(arr: np.ndarray) -> str:
+    """sha256 of a C-contiguous little-endian array's bytes (the per-sample feature digest)."""
+    return hashlib.sha256(memoryview(np.ascontiguousarray(arr)).cast("B")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Row:
+    sha256: str
+    feat_sha256: str
+    array: np.ndarray  # C-contiguous, spec dtype (little-endian), spec shape
+
+
+def _ipc_bytes(schema: pa.Schema, batch: pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, schema) as w:
+        w.write_batch(batch)
+    return sink.getvalue()
+
+
+def _from_numpy(arr: np.ndarray, atype: pa.DataType) -> pa.Array:
+    """A zero-copy Arrow array over a contiguous 1-d numpy array.
+
+    Arrays are built from buffers, not with ``pa.array``, which imports pandas (~0.6 s) on first use.
+    """
+    arr = np.ascontiguousarray(arr)
+    return pa.Array.from_buffers(atype, len(arr), [None, pa.py_buffer(arr)])
+
+
+def numpy_view(arr: pa.Array, dtype) -> np.ndarray:
+    """Zero-copy numpy view of a primitive Arrow array without nulls (read-only when its buffer is).
+
+    ``Array.to_numpy`` would import pandas on first use; ``np.frombuffer`` on the data buffer does not.
+    """
+    if arr.null_count:
+        raise CorruptionError(f"unexpected nulls in a {arr.type} array")
+    dt = np.dtype(dtype)
+    buf = arr.buffers()[1]
+    if buf is None:
+        return np.empty(0, dtype=dt)
+    return np.frombuffer(buf, dtype=dt, count=len(arr), offset=arr.offset * dt.itemsize)
+
+
+def arrow_array(values: Sequence, atype: pa.DataType) -> pa.Array:
+    """A ``string`` or ``int64`` Arrow array from a Python sequence (``None`` = null), built from buffers."""
+    n = len(values)
+    mask = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    validity = None if mask.all() else pa.py_buffer(np.packbits(mask, bitorder="little"))
+    nulls = int(n - mask.sum())
+    if atype == pa.string():
+        enc = [b"" if v is None else str(v).encode() for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.fromiter((len(e) for e in enc), dtype=np.int64, count=n), out=offsets[1:])
+        return pa.Array.from_buffers(atype, n, [validity, pa.py_buffer(offsets), pa.py_buffer(b"".join(enc))],
+                                     null_count=nulls)
+    if atype == pa.int64():
+        data = np.fromiter((0 if v is None else int(v) for v in values), dtype=np.int64, count=n)
+        return pa.Array.from_buffers(atype, n, [validity, pa.py_buffer(data)], null_count=nulls)
+    raise TypeError(f"arrow_array: unsupported type {atype}")
+
+
+def build_segment(spec: StoreSpec, spec_digest: str, rows: Sequence[Row]) -> pa.Buffer:
+    """The bytes of a segment file holding ``rows`` (in the given order)."""
+    schema = segment_schema(spec, spec_digest)
+    atype, k = spec.arrow_type, spec.row_size
+    if rows:
+        flat = np.concatenate([r.array.reshape(-1) for r in rows])
+    else:
+        flat = np.empty(0, dtype=spec.np_dtype)
+    inner = pa.FixedSizeListArray.from_arrays(_from_numpy(flat, atype), k)
+    if spec.ragged:
+        offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+        np.cumsum([r.array.shape[0] for r in rows], out=offsets[1:])
+        feat = pa.ListArray.from_arrays(_from_numpy(offsets, pa.int32()), inner)
+    else:
+        feat = inner
+    batch = pa.record_batch([arrow_array([r.sha256 for r in rows], pa.string()),
+                             arrow_array([r.feat_sha256 for r in rows], pa.string()), feat], schema=schema)
+    return _ipc_bytes(schema, batch)
+
+
+def build_errors(records: Sequence[dict]) -> pa.Buffer:
+    cols = {name: [r[name] for r in records] for name in ERRORS_SCHEMA.names}
+    batch = pa.record_batch([arrow_array(cols[f.name], f.type) for f in ERRORS_SCHEMA], schema=ERRORS_SCHEMA)
+    return _ipc_bytes(ERRORS_SCHEMA, batch)
+
+
+def read_errors(path: Path) -> list[dict]:
+    with pa.memory_map(str(path), "r") as src:
+        table = ipc.open_file(src).read_all()
+    return table.to_pylist()
+
+
+class Segment:
+    """A memory-mapped, read-only view of one segment file; ``row(i)`` is a zero-copy numpy view."""
+
+    def __init__(self, path: Path, spec: StoreSpec):
+        self.path = Path(path)
+        self.spec = spec
+        try:
+            self._mm = pa.memory_map(str(self.path), "r")
+            reader = ipc.open_file(self._mm)
+            if reader.num_record_batches != 1:
+                raise CorruptionError(f"segment {self.path.name}: expected 1 record batch, found "
+                                      f"{reader.num_record_batches}")
+            batch = reader.get_batch(0)
+        except (pa.ArrowInvalid, OSError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise CorruptionError(f"segment {self.path.name} is not a readable Arrow IPC file: {e}") from e
+        self.schema = reader.schema
+        self.batch = batch
+        self.num_rows = batch.num_rows
+        col = batch.column("feat")
+        k, shape = spec.row_size, spec.row_shape
+        dt = spec.np_dtype
+        if spec.ragged:
+            self._offsets = np.frombuffer(col.buffers()[1], dtype=np.int32, count=len(col) + 1,
+                                          offset=col.offset * 4) if len(col) else np.zeros(1, np.int32)
+            inner = col.values
+            flat = numpy_view(inner.values, dt)
+            self._frames = flat[inner.offset * k:(inner.offset + len(inner)) * k].reshape(-1, *shape)
+        else:
+            flat = numpy_view(col.values, dt)
+            n = self.num_rows
+            self._data = flat[col.offset * k:(col.offset + n) * k].reshape(n, *shape)
+
+    @property
+    def spec_digest(self) -> str:
+        md = self.schema.metadata or {}
+        return md.get(b"spec_digest", b"").decode()
+
+    def hashes(self) -> list[str]:
+        return self.batch.column("sha256").to_pylist()
+
+    def feat_hashes(self) -> list[str]:
+        return self.batch.column("feat_sha256").to_pylist()
+
+    def frames(self) -> np.ndarray | None:
+        """Frames per row (ragged stores) or None."""
+        return np.diff(self._offsets) if self.spec.ragged else None
+
+    def row(self, i: int) -> np.ndarray:
+        if self.spec.ragged:
+            return self._frames[self._offsets[i]:self._offsets[i + 1]]
+        return self._data[i]
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Fixed-shape only: a copy of the rows ``idx`` (fancy indexing on the mapped data)."""
+        return self._data[idx]

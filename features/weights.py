@@ -1,0 +1,282 @@
+"""Resolve and load open_clip weights offline, and say exactly which weights were used.
+
+``load_clip(model_name, pretrained)`` builds an open_clip model (``RN101``, ``ViT-B-32``, ``ViT-B-16``; any open_clip
+built-in name works) and returns it with a :class:`WeightsIdentity` for the feature store's metadata.
+
+``pretrained`` may be:
+
+1. a local file path: ``.safetensors`` (preferred), or ``.pt``/``.pth``/``.bin`` state dicts, which are loaded only
+   through open_clip's own loader with ``weights_only=True`` (this module never unpickles anything itself).
+   OpenAI's original TorchScript archives (``RN101.pt``, ``ViT-B-32.pt`` from ``openaipublic``) cannot be read with
+   ``weights_only=True``; they are accepted when their sha256 equals the checksum that OpenAI publishes in the
+   download URL (then they are the official files) or when the caller passes ``allow_torchscript=True``, and are
+   read by ``open_clip.load_openai_model`` (``torch.jit.load``: TorchScript, not arbitrary pickle);
+2. an open_clip pretrained tag (``"openai"``, ...) — used ONLY when its file is already on this machine: the
+   Hugging Face cache (``huggingface_hub.try_to_load_from_cache``, which never touches the network) or open_clip's
+   URL cache (``~/.cache/clip/<file>``, sha256-verified). Nothing is ever downloaded;
+3. ``None`` (or a tag that is not cached): the architecture is built with random weights, deterministically from
+   ``seed``, with a loud :class:`RandomWeightsWarning` and a ``logging.warning``; ``WeightsIdentity.random_init`` is
+   True so every store and lineage record says so. ``allow_random=False`` turns this into an error.
+
+QuickGELU: OpenAI's CLIP uses QuickGELU, while open_clip's plain ``ViT-B-32`` config uses exact GELU. The
+extractors pass ``quick_gelu=True`` (the OpenAI architecture, the paper's weights); for ``load_clip`` the default
+``None`` means "what the tag says" for tags and False otherwise. It changes the ViT outputs (not RN101's visual
+tower, which uses ReLU), so it is part of the identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODELS = ("RN101", "ViT-B-32", "ViT-B-16")
+RANDOM_INIT = "random-init"
+_FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+# open_clip's names for the files of an HF hub entry (constants.HF_SAFE_WEIGHTS_NAME / HF_WEIGHTS_NAME).
+_HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+class RandomWeightsWarning(UserWarning):
+    """Emitted whenever a CLIP model is built with random weights instead of pretrained ones."""
+
+
+@dataclass(frozen=True)
+class WeightsIdentity:
+    """Which weights a model carries; stored in the feature store's metadata and lineage records.
+
+    ``source`` is the resolved file path (a local file), the pretrained tag (e.g. ``"openai"``, found in a local
+    cache; ``file`` then says where) or ``"random-init"``. ``sha256`` is the weights file's digest (None for random
+    init, where ``seed`` makes the weights reproducible instead).
+    """
+
+    model_name: str
+    source: str
+    sha256: str | None
+    random_init: bool
+    open_clip_version: str
+    quick_gelu: bool
+    tag: str | None = None
+    file: str | None = None
+    seed: int | None = None
+    loader: str = "open_clip.create_model"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def key(self) -> str:
+        """A compact string naming these weights (for a store's ``weights=``): the file digest, or the seed."""
+        arch = f"{self.model_name}{'-quickgelu' if self.quick_gelu else ''}"
+        if self.random_init:
+            return f"{arch}:random-init:seed={self.seed}:open_clip={self.open_clip_version}"
+        return f"{arch}:sha256:{self.sha256}"
+
+
+def open_clip_version() -> str:
+    import open_clip
+
+    return str(getattr(open_clip, "__version__", "unknown"))
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    with _SHA_LOCK:
+        if key in _SHA_CACHE:
+            return _SHA_CACHE[key]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _SHA_LOCK:
+        _SHA_CACHE[key] = digest
+    return digest
+
+
+def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
+    """True for a TorchScript zip (``torch.jit.save`` output, e.g. OpenAI's original ``RN101.pt``)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+
+
+def _openai_sha256(model_name: str) -> str | None:
+    """The sha256 OpenAI publishes in the download URL of its checkpoint for this model (None if none)."""
+    import open_clip
+
+    url = open_clip.get_pretrained_cfg(model_name, "openai").get("url", "")
+    if "openaipublic" not in url:
+        return None
+    return url.rstrip("/").split("/")[-2]
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or "/" in value or value.lower().endswith(_FILE_SUFFIXES) or Path(value).exists()
+
+
+def find_cached_pretrained(model_name: str, tag: str, cache_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The local file of an open_clip pretrained ``tag`` if it is already cached; never downloads.
+
+    Looks in the Hugging Face hub cache (``cache_dir`` or the default HF cache) for the tag's ``hf_hub`` repo, then in
+    open_clip's URL cache (``cache_dir`` or ``~/.cache/clip``) for the tag's URL file, accepting the latter only when
+    its sha256 matches the checksum in the URL (OpenAI and mlfoundations URLs carry one).
+    """
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg:
+        return None
+    if cfg.get("file"):
+        p = Path(cfg["file"])
+        return p if p.is_file() else None
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub is a dependency of open_clip
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            # open_clip's convention: "org/repo/" = default file names, "org/repo/file.pt" = that file.
+            repo_id, filename = os.path.split(hub)
+            names = [filename] if filename else list(_HF_FILENAMES)
+            if filename.endswith((".bin", ".pth")):
+                names.insert(0, filename[:-4] + ".safetensors")
+            for name in names:
+                hit = try_to_load_from_cache(repo_id, name, cache_dir=str(cache_dir) if cache_dir else None)
+                if isinstance(hit, str) and Path(hit).is_file():
+                    return Path(hit)
+    url = cfg.get("url", "")
+    if url:
+        base = Path(cache_dir) if cache_dir else Path("~/.cache/clip").expanduser()
+        target = base / os.path.basename(url)
+        if target.is_file():
+            if "openaipublic" in url:
+                expected = url.split("/")[-2]
+            elif "mlfoundations" in url:
+                expected = os.path.splitext(os.path.basename(url))[0].split("-")[-1]
+            else:
+                expected = ""
+            if not expected or file_sha256(target).startswith(expected):
+                return target
+            log.warning("cached %s does not match the checksum in its URL; ignoring it", target)
+    return None
+
+
+def _random_model(model_name: str, quick_gelu: bool, seed: int, **kw: Any):
+    import open_clip
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu", **kw)
+
+
+def _load_file(model_name: str, path: Path, quick_gelu: bool, allow_torchscript: bool, **kw: Any):
+    """Build ``model_name`` from a local weights file; returns (model, loader name)."""
+    import open_clip
+
+    if path.suffix != ".safetensors" and is_torchscript_archive(path):
+        official = _openai_sha256(model_name)
+        if not (allow_torchscript or (official and file_sha256(path) == official)):
+            raise ValueError(
+                f"{path} is a TorchScript archive and its sha256 is not OpenAI's published checksum for {model_name}; "
+                "it cannot be read with weights_only=True. Convert it to .safetensors, or pass allow_torchscript=True "
+                "if you trust the file (it is then read by open_clip.load_openai_model / torch.jit.load).")
+        if kw:
+            raise ValueError(f"options {sorted(kw)} are not supported for TorchScript checkpoints")
+        model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+        return model, "open_clip.load_openai_model"
+    model = open_clip.create_model(model_name, pretrained=str(path), require_pretrained=True, weights_only=True,
+                                   force_quick_gelu=quick_gelu, device="cpu", **kw)
+    return model, "open_clip.create_model"
+
+
+def load_clip(
+    model_name: str,
+    pretrained: str | os.PathLike[str] | None = None,
+    *,
+    quick_gelu: bool | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    allow_random: bool = True,
+    seed: int = 0,
+    allow_torchscript: bool = False,
+    device: str | torch.device = "cpu",
+    **model_kwargs: Any,
+) -> tuple[torch.nn.Module, WeightsIdentity]:
+    """Build an open_clip model (eval mode, no grad) and its :class:`WeightsIdentity`; see the module docstring.
+
+    Raises FileNotFoundError for a ``pretrained`` path that does not exist, ValueError for a tag open_clip does not
+    know for ``model_name``, and RuntimeError when random init would be needed but ``allow_random`` is False.
+    """
+    import open_clip
+
+    version = open_clip_version()
+    model: torch.nn.Module | None = None
+    identity: WeightsIdentity | None = None
+    tag: str | None = None
+    reason = "no pretrained weights were requested (pretrained=None)"
+
+    if pretrained is not None:
+        value = os.fspath(pretrained)
+        tag_cfg = open_clip.get_pretrained_cfg(model_name, value) if not Path(value).is_file() else {}
+        if tag_cfg:
+            tag = value
+            qg = bool(tag_cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
+            cached = find_cached_pretrained(model_name, tag, cache_dir)
+            if cached is not None:
+                model, loader = _load_file(model_name, cached, qg, allow_torchscript=False, **model_kwargs)
+                if loader == "open_clip.load_openai_model":
+                    qg = True
+                identity = WeightsIdentity(model_name, tag, file_sha256(cached), False, version, qg, tag=tag,
+                                           file=str(cached), loader=loader)
+            else:
+                reason = (f"pretrained tag {tag!r} for {model_name} is not in the local cache "
+                          f"({cache_dir or 'default HF cache and ~/.cache/clip'}); nothing is downloaded")
+        elif _looks_like_path(value):
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file {path} does not exist (or is not a file)")
+            qg = bool(quick_gelu)
+            model, loader = _load_file(model_name, path, qg, allow_torchscript, **model_kwargs)
+            if loader == "open_clip.load_openai_model":
+                qg = True
+            resolved = str(path.resolve())
+            identity = WeightsIdentity(model_name, resolved, file_sha256(path), False, version, qg, file=resolved,
+                                       loader=loader)
+        else:
+            known = open_clip.list_pretrained_tags_by_model(model_name)
+            raise ValueError(f"{value!r} is neither a file nor a pretrained tag of {model_name} (known tags: {known})")
+
+    if model is None:
+        qg = bool(quick_gelu) if quick_gelu is not None else bool(
+            tag and open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
+        if not allow_random:
+            raise RuntimeError(f"no weights for {model_name}: {reason}, and allow_random=False")
+        message = (f"RANDOM WEIGHTS: {reason}; building {model_name} with random initialisation (seed {seed}). "
+                   "Features from it are meaningless for training and will not match the paper's.")
+        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
+        log.warning(message)
+        model = _random_model(model_name, qg, seed, **model_kwargs)
+        identity = WeightsIdentity(model_name, RANDOM_INIT, None, True, version, qg, tag=tag, seed=seed)
+
+    assert identity is not None
+    model = model.to(device).eval()
+    model.requires_grad_(False)
+    return model, identity

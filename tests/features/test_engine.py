@@ -1,0 +1,143 @@
+"""The extraction engine with real (random-init) CLIP models: quarantine, incremental work, videos,
+and crash-restart bit identity with a killed extraction subprocess."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from features.engine import extract
+from features.extractors import get_extractor
+from features.store import FeatureStore
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _jpeg(path: Path, seed: int, size=(96, 72)) -> None:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+
+
+def _mp4(path: Path, frames: int, fps: int = 10) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(frames):
+            img = np.full((48, 64, 3), (k * 9) % 255, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture(scope="module")
+def rn101():
+    return get_extractor("clip-rn101-grid", device="cpu")
+
+
+def test_bad_media_are_quarantined_and_good_ones_extracted(tmp_path, rn101):
+    media = tmp_path / "media"
+    (media / "sub").mkdir(parents=True)
+    for k in range(3):
+        _jpeg(media / "sub" / f"good{k}.jpg", k, size=(96 + 8 * k, 72))
+    (media / "empty.jpg").write_bytes(b"")
+    (media / "notes.jpg").write_text("this is not an image")
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 60), (200, 10, 10)).save(buf, "JPEG")
+    (media / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    report = extract(media, tmp_path / "store", extractor=rn101, batch_size=2, workers=1, progress=False)
+    assert report.items == 6 and report.extracted == 3
+    assert {q["media_id"] for q in report.quarantined} == {"empty", "notes", "truncated"}
+    assert all(q["reason"] and q["sha256"] and q["rel_path"] for q in report.quarantined)
+    reader = FeatureStore.open_reader(tmp_path / "store")
+    feats = reader.get("good1")
+    assert feats.shape == (49, 2048) and feats.dtype == np.float16
+    # The stored grid is what the extractor computes for that image (batch composition aside: fp16 tolerance).
+    x = rn101.preprocess(rn101.decode(media / "sub" / "good1.jpg"), as_uint8=True)
+    direct = rn101.to_storage(rn101.forward(x))[0]
+    np.testing.assert_allclose(feats.astype(np.float32), direct.astype(np.float32), rtol=2e-3, atol=2e-3)
+    assert report.random_init is True
+
+
+def test_incremental_add_change_delete_counts_work(tmp_path, rn101):
+    media = tmp_path / "media"
+    media.mkdir()
+    for k in range(4):
+        _jpeg(media / f"img{k}.jpg", k)
+    first = extract(media, tmp_path / "store", extractor=rn101, batch_size=4, workers=0, progress=False)
+    assert (first.extracted, first.reused) == (4, 0)
+    again = extract(media, tmp_path / "store", extractor=rn101, batch_size=4, workers=0, progress=False)
+    assert (again.extracted, again.reused, again.snapshot) == (0, 4, first.snapshot)  # nothing to do
+    old = FeatureStore.open_reader(tmp_path / "store").get("img1").copy()
+    _jpeg(media / "img1.jpg", 101)  # same name, new bytes
+    _jpeg(media / "img9.jpg", 9)  # new
+    (media / "img3.jpg").unlink()  # deleted
+    third = extract(media, tmp_path / "store", extractor=rn101, batch_size=4, workers=0, progress=False)
+    assert (third.extracted, third.reused, third.deleted) == (2, 2, 1)
+    reader = FeatureStore.open_reader(tmp_path / "store")
+    assert sorted(reader.media_ids) == ["img0", "img1", "img2", "img9"]
+    assert not np.array_equal(reader.get("img1"), old)
+    previous = FeatureStore.open_reader(tmp_path / "store", snapshot=first.snapshot)
+    assert np.array_equal(previous.get("img1"), old) and "img3" in previous.media_ids
+
+
+def test_video_features_are_ragged_hero_sampled(tmp_path):
+    media = tmp_path / "videos"
+    media.mkdir()
+    _mp4(media / "long.mp4", frames=60, fps=10)  # 6 s -> one frame every 1.5 s -> 4 frames
+    _mp4(media / "one.mp4", frames=1, fps=10)
+    (media / "broken.mp4").write_bytes(b"\x00" * 100)
+    report = extract(media, tmp_path / "store", extractor="clip-vit-b32-video", device="cpu", workers=0,
+                     progress=False)
+    assert report.extracted == 2 and [q["media_id"] for q in report.quarantined] == ["broken"]
+    reader = FeatureStore.open_reader(tmp_path / "store")
+    assert reader.get("long").shape == (4, 512) and reader.get("one").shape == (1, 512)
+
+
+WORKER = textwrap.dedent("""
+    import sys, warnings
+    warnings.simplefilter("ignore")
+    from features.engine import extract
+    extract(sys.argv[1], sys.argv[2], extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
+            progress=False, flush_rows=2)
+""")
+
+
+def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    for k in range(10):
+        _jpeg(media / f"img{k:02d}.jpg", k)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    crashed, clean = tmp_path / "crashed", tmp_path / "clean"
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(media), str(crashed)], env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if len(list(crashed.glob("runs/*/shards/*/seg-*.arrow"))) >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "extraction finished before it could be killed; make the test media larger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    staged = len(list(crashed.glob("runs/*/shards/*/seg-*.arrow")))
+    assert staged >= 2 and not list(crashed.glob("snapshots/*"))  # nothing committed, nothing visible
+    resumed = extract(media, crashed, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
+                      progress=False, flush_rows=2)
+    assert resumed.extracted <= 10 - 2 * staged  # the flushed batches were not recomputed
+    full = extract(media, clean, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
+                   progress=False, flush_rows=2)
+    assert resumed.content_digest == full.content_digest
+    a, b = FeatureStore.open_reader(crashed), FeatureStore.open_reader(clean)
+    for media_id in b.media_ids:
+        assert np.array_equal(a.get(media_id), b.get(media_id))
