@@ -31,6 +31,7 @@ from features.decode import BadMediaError
 from features.extractors import Extractor, get_extractor
 from features.media import MediaItem, scan_media
 from features.store import FeatureStore, StoreSpec
+from features.weights import expected_key
 
 log = logging.getLogger(__name__)
 VIDEO_CHUNK_FRAMES = 64  # frames per forward for videos, as the HERO extractor
@@ -199,11 +200,26 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     ex = extractor if isinstance(extractor, Extractor) else get_extractor(
         extractor, pretrained=pretrained, device=resolve_device(device))
     root, items = load_media_items(media, ex.kind, media_root)
+    store = FeatureStore.open_or_create(store_path, _spec(ex))
+    cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu,
+                             seed=ex._load_kwargs.get("seed", 0)) if ex._model is None else None
+    latest = store.latest()
+    if cheap_key is not None and latest is not None and latest.metadata.get("weights") == cheap_key:
+        plan = store.plan(items, weights=cheap_key)
+        if not plan.to_extract and not plan.deleted and not plan.changed:
+            # Unchanged: the latest snapshot already is the answer; do not even build the model.
+            reader = FeatureStore.open_reader(store_path, snapshot=latest.id)
+            return ExtractReport(
+                store=str(store_path), extractor=ex.name, device=str(ex.device), snapshot=latest.id,
+                content_digest=latest.content_digest(), random_init=bool(latest.metadata.get("random_init")),
+                items=len(items), extracted=0, reused=len(plan.reused), deleted=0,
+                quarantined=[asdict(e) for e in reader.errors()], seconds=round(time.perf_counter() - t0, 3))
     identity = ex.identity
+    if cheap_key is not None and cheap_key != identity.key():
+        raise RuntimeError(f"weights key drift: expected {cheap_key}, the loaded model is {identity.key()}")
     if identity.random_init:
         log.warning("RANDOM WEIGHTS: %s has no pretrained weights here; the features are from a random "
                     "initialisation (recorded in the store's snapshot metadata)", ex.name)
-    store = FeatureStore.open_or_create(store_path, _spec(ex))
     plan = store.plan(items, weights=identity.key())
     run = store.begin_run(plan=plan)
     counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,

@@ -82,10 +82,31 @@ class WeightsIdentity:
         return f"{arch}:sha256:{self.sha256}"
 
 
-def open_clip_version() -> str:
-    import open_clip
+def expected_key(model_name: str, pretrained: str | os.PathLike[str] | None, *, quick_gelu: bool,
+                 seed: int = 0) -> str | None:
+    """``WeightsIdentity.key()`` of what ``load_clip`` would load, without building the model, when that is
+    knowable cheaply (random init, or a local weights file: its digest); None for tags (build to know).
 
-    return str(getattr(open_clip, "__version__", "unknown"))
+    Lets an unchanged re-run decide it has nothing to do without paying for a model build."""
+    arch = f"{model_name}{'-quickgelu' if quick_gelu else ''}"
+    if pretrained is None:
+        return f"{arch}:random-init:seed={seed}:open_clip={open_clip_version()}"
+    path = Path(os.fspath(pretrained)).expanduser()
+    if path.is_file() and not is_torchscript_archive(path):
+        return f"{arch}:sha256:{file_sha256(path)}"
+    return None
+
+
+def open_clip_version() -> str:
+    """open_clip's version from package metadata (importing open_clip costs seconds: it pulls in transformers)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("open_clip_torch")
+    except PackageNotFoundError:
+        import open_clip
+
+        return str(getattr(open_clip, "__version__", "unknown"))
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
