@@ -58,6 +58,7 @@ def download(
     media_from: Path = typer.Option(None, help="folder with the media that cannot be downloaded (images/, videos/)"),
     optional: bool = typer.Option(False, help="also fetch optional files (test-server splits, shortcuts)"),
     concurrency: int = typer.Option(4, help="parallel transfers"),
+    crawl_images: bool = typer.Option(False, help="nlvr2 only: crawl left_url/right_url, keep hash-verified images"),
 ) -> None:
     """Download, verify and unpack a dataset; say exactly what must be supplied by hand."""
     from pipelines.download import DownloadError
@@ -73,6 +74,15 @@ def download(
     typer.echo(f"{dataset}: {len(report.files)} files verified ({fetched} fetched, "
                f"{len(report.files) - fetched} already there), {len(report.unpacked)} archives unpacked "
                f"into {report.raw_dir}")
+    if crawl_images:
+        if dataset != "nlvr2":
+            raise typer.BadParameter("only nlvr2 images can be crawled", param_hint="--crawl-images")
+        from pipelines.nlvr2_crawl import crawl_nlvr2_images
+
+        for split in ("train", "dev", "test1"):
+            crawl = crawl_nlvr2_images(root, split, concurrency=max(8, concurrency))
+            typer.echo(f"  crawled nlvr2 {split}: {crawl.present + crawl.fetched}/{crawl.wanted} images verified "
+                       f"({crawl.coverage:.1%}); {len(crawl.failed)} failed (dead URL or hash mismatch)")
     for m in report.manual:
         state = f"{m.present} present" if m.present else "NONE present"
         typer.echo(f"  manual asset '{m.name}': {state} in {m.directory} ({m.pattern}).\n    How to get them: "

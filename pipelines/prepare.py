@@ -23,6 +23,7 @@ from pipelines.fetch import raw_dir
 from pipelines.sources import get_source
 from pipelines.tables import (
     build_media_index,
+    check_karpathy_counts,
     load_subtitles,
     parse_coco_karpathy,
     parse_gqa_balanced,
@@ -32,6 +33,7 @@ from pipelines.tables import (
     parse_vqa_official,
     rebuild_karpathy_vqa,
     write_table,
+    write_vl_t5_vqa_json,
 )
 
 MISSING_LIST_LIMIT = 20
@@ -113,6 +115,12 @@ def _vqa(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str
         splits, _ = rebuild_karpathy_vqa([tables["train2014"], tables["val2014"]], karpathy,
                                          find_file(raw, "trainval_ans2label.json", "vqa"))
         tables.update({f"karpathy_{k.removeprefix('karpathy_')}": v for k, v in splits.items()})
+        check = check_karpathy_counts(splits)  # the spec's 605,102 / 26,729 / 26,280 when the data is complete
+        notes += [f"Karpathy VQA counts: {m}" for m in check.messages()] or ["Karpathy VQA counts match the spec"]
+        vlt5 = store.parent / "tables" / "vqa" / "vlt5"
+        vlt5.mkdir(parents=True, exist_ok=True)
+        for name, table in splits.items():  # the VL-T5 / VL-Adapter input files, rebuilt from the official ones
+            write_vl_t5_vqa_json(table, vlt5 / f"{name}.json")
     tables = {k: _with_media_id(t, "image_id") for k, t in tables.items()}
     media = pa.concat_tables([_media(store, d, "*.jpg", "image") for d in
                               (coco_raw / "train2014" / "train2014", coco_raw / "val2014" / "val2014")])
