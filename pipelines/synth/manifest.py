@@ -8,25 +8,17 @@ no timestamps or host details, so the same seed and scale give a byte-identical 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.tables.hashing import sha256_file
+
 MANIFEST_NAME = "manifest.json"
 Report = tuple[dict[str, dict[str, int]], dict[str, int]]  # what each source writer returns: (counts, extras)
 FORMAT = "vlpet-synth-manifest"
 FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, streamed (videos and zips can be tens of MB at demo scale)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

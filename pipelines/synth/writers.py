@@ -18,7 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipelines.synth.manifest import FileEntry, sha256_file
+from pipelines.synth.manifest import FileEntry
+from pipelines.tables.hashing import sha256_file
 
 FIXED_ZIP_TIME = (2015, 1, 1, 0, 0, 0)  # zip cannot store dates before 1980; any fixed value works
 FIXED_EPOCH = 1420070400  # 2015-01-01T00:00:00Z, for tar members

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-CHUNK_BYTES = 1 << 20
+from features.media import hash_file
 
 
-def sha256_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Hex sha256 of a file read in chunks (media files can be large; never read whole)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed: the project's one implementation (``features.media.hash_file``)."""
+    return hash_file(path)
 
 
 @dataclass(frozen=True)

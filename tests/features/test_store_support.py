@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -22,30 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _ensure_real_features_package() -> None:
-    """Make ``import features`` mean the project package.
-
-    Under pytest's default (prepend) import mode, ``tests/features/__init__.py`` without a ``tests/__init__.py``
-    is imported as the top-level package ``features`` and shadows the real one. Re-bind ``features`` to the
-    project package and keep this directory on its search path so the test modules still resolve. With
-    ``tests/__init__.py`` present (the test modules are ``tests.features.*``) this is a no-op.
-    """
-    real = ROOT / "features"
-    mod = sys.modules.get("features")
-    if mod is not None and real.resolve() in {Path(p).resolve() for p in getattr(mod, "__path__", [])}:
-        if Path(getattr(mod, "__file__", "") or "").resolve() == (real / "__init__.py").resolve():
-            return
-    here = [str(p) for p in getattr(mod, "__path__", [])] if mod is not None else []
-    spec = importlib.util.spec_from_file_location("features", real / "__init__.py",
-                                                  submodule_search_locations=[str(real), *here])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules["features"] = pkg
-    spec.loader.exec_module(pkg)
-
-
-if __name__ != "__main__":
-    _ensure_real_features_package()
-else:
+if __name__ == "__main__":  # run as a script by the crash tests: make the project importable
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402

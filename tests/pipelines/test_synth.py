@@ -11,26 +11,17 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 import tarfile
 import zipfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-# If tests/pipelines/__init__.py exists, pytest's default import mode makes this folder a package named
-# "pipelines" that shadows the real one; make the real package's submodules resolvable either way.
-_pkg = sys.modules.get("pipelines") or __import__("pipelines")
-_REAL_PKG = str(Path(__file__).resolve().parents[2] / "pipelines")
-if _REAL_PKG not in list(getattr(_pkg, "__path__", [])):
-    _pkg.__path__.append(_REAL_PKG)
-
-from PIL import Image  # noqa: E402
-
-from pipelines.synth import SOURCES, SynthManifest, average_hash, generate  # noqa: E402
-from pipelines.synth.config import SCALES  # noqa: E402
-from pipelines.synth.scenes import nearest_color  # noqa: E402
+from pipelines.synth import SOURCES, SynthManifest, average_hash, generate
+from pipelines.synth.config import SCALES
+from pipelines.synth.scenes import nearest_color
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
 CFG = SCALES["tiny"]

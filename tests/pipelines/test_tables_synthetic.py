@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-# If tests/pipelines/__init__.py exists, pytest's default (prepend) import mode makes this folder a package
-# named "pipelines" that shadows the real one; let the real submodules resolve either way (no-op otherwise).
-_pkg = sys.modules.get("pipelines") or __import__("pipelines")
-_REAL_PKG = str(Path(__file__).resolve().parents[2] / "pipelines")
-if _REAL_PKG not in list(getattr(_pkg, "__path__", [])):
-    _pkg.__path__.append(_REAL_PKG)
-
-from pipelines.tables import (  # noqa: E402
+from pipelines.tables import (
     VQA_SCHEMA,
     build_media_index,
     check_karpathy_counts,
