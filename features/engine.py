@@ -144,19 +144,25 @@ def _forward(extractor: Extractor, x: torch.Tensor) -> np.ndarray:
 
 def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[MediaItem], extractor: Extractor, *,
                   shard_id: str = "0", batch_size: int | None = None, workers: int | None = None,
-                  progress: bool = True, flush_rows: int | None = None) -> dict[str, Any]:
-    """Extract ``items`` (a plan's ``to_extract``, or a shard of it) into ``run``'s shard ``shard_id``.
+                  progress: bool = True, flush_rows: int | None = None,
+                  shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Extract a plan's ``to_extract`` ``items`` into ``run``'s shard ``shard_id``.
 
-    Batches are cut from ``items`` in order; a batch whose items are all written already (by a killed
-    run) is skipped, a partly written one is recomputed whole (the writer ignores known hashes).
+    Batches are cut from the whole of ``items`` in order; ``shard=(k, n)`` takes batches k, k+n, k+2n…,
+    so n shards together compute exactly the batches one process would (same composition, same bits).
+    A batch whose items are all written already (by a killed run) is skipped, a partly written one is
+    recomputed whole (the writer ignores known hashes).
     """
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k} of {n} does not exist: use 0 <= k < n")
     from tqdm import tqdm
 
     bs = batch_size or default_batch_size(extractor)
     nw = default_workers() if workers is None else workers
     writer = run.shard_writer(shard_id, **({"flush_rows": flush_rows} if flush_rows else {}))
     done = set(run.done_hashes())
-    batches = [list(range(s, min(s + bs, len(items)))) for s in range(0, len(items), bs)]
+    batches = [list(range(s, min(s + bs, len(items)))) for s in range(0, len(items), bs)][k::n]
     todo = [b for b in batches if not all(items[i].sha256 in done for i in b)]
     counts = {"extracted": 0, "quarantined": 0, "model_seconds": 0.0}
     if not todo:
@@ -235,3 +241,54 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
         extracted=counts["extracted"], reused=len(plan.reused), deleted=len(plan.deleted),
         quarantined=quarantined, seconds=round(seconds, 3), model_seconds=round(counts["model_seconds"], 3),
         items_per_s=round(counts["extracted"] / seconds, 3) if counts["extracted"] else 0.0)
+
+
+@dataclass
+class ExtractionJob:
+    """A planned extraction, picklable, for shards run by other processes or machines (Dask workers):
+    ``plan_extraction`` → ``run_extraction_shard`` for k in 0..n-1 (anywhere) → ``commit_extraction``."""
+
+    store: str
+    root: str
+    extractor: str
+    pretrained: str | None
+    run_id: str
+    items: list[MediaItem]
+    to_extract: list[MediaItem]
+    batch_size: int
+    metadata: dict[str, Any]
+
+
+def plan_extraction(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
+                    extractor: str = "clip-rn101-grid", pretrained: str | None = None, batch_size: int | None = None,
+                    media_root: str | None = None, device: str = "auto") -> ExtractionJob:
+    """Scan and hash the media, open the store, plan against its latest snapshot, and stage the run."""
+    ex = get_extractor(extractor, pretrained=pretrained, device=resolve_device(device))
+    root, items = load_media_items(media, ex.kind, media_root)
+    store = FeatureStore.open_or_create(store_path, _spec(ex))
+    identity = ex.identity
+    plan = store.plan(items, weights=identity.key())
+    run = store.begin_run(plan=plan)
+    meta = {"weights": identity.key(), "random_init": identity.random_init,
+            "weights_identity": identity.as_dict(), **ex.runtime_params()}
+    return ExtractionJob(str(store_path), str(root), extractor, pretrained, run.run_id, items, plan.to_extract,
+                         batch_size or default_batch_size(ex), meta)
+
+
+def run_extraction_shard(job: ExtractionJob, shard: int, n_shards: int, *, device: str = "auto",
+                         workers: int | None = None, progress: bool = False) -> dict[str, Any]:
+    """Extract shard ``shard`` of ``n_shards`` of a planned job (in this process, on ``device``)."""
+    ex = get_extractor(job.extractor, pretrained=job.pretrained, device=resolve_device(device))
+    if ex.identity.key() != job.metadata["weights"]:
+        raise ValueError(f"shard {shard}: this worker's weights {ex.identity.key()} differ from the plan's "
+                         f"{job.metadata['weights']}; every worker needs the same --pretrained file")
+    store = FeatureStore.open(job.store)
+    run = store.open_run(job.run_id)
+    return extract_shard(store, run, Path(job.root), job.to_extract, ex, shard_id=f"{shard}-of-{n_shards}",
+                         batch_size=job.batch_size, workers=workers, progress=progress, shard=(shard, n_shards))
+
+
+def commit_extraction(job: ExtractionJob) -> str:
+    """Merge every shard of the job's run into one snapshot; returns its id."""
+    store = FeatureStore.open(job.store)
+    return store.commit(store.open_run(job.run_id), job.items, metadata=job.metadata).id

@@ -141,3 +141,38 @@ def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path):
     a, b = FeatureStore.open_reader(crashed), FeatureStore.open_reader(clean)
     for media_id in b.media_ids:
         assert np.array_equal(a.get(media_id), b.get(media_id))
+
+
+SHARD = textwrap.dedent("""
+    import pickle, sys, warnings
+    warnings.simplefilter("ignore")
+    from features.engine import run_extraction_shard
+    job = pickle.loads(open(sys.argv[1], "rb").read())
+    run_extraction_shard(job, int(sys.argv[2]), 2, device="cpu", workers=0)
+""")
+
+
+def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path):
+    import pickle
+
+    from features.engine import commit_extraction, plan_extraction
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for k in range(7):
+        _jpeg(media / f"img{k}.jpg", 50 + k)
+    job = plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu")
+    (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k)], env=env)
+             for k in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    snapshot = commit_extraction(job)
+    single = extract(media, tmp_path / "single", extractor="clip-rn101-grid", device="cpu", batch_size=2,
+                     workers=0, progress=False)
+    sharded = FeatureStore.open_reader(tmp_path / "sharded", snapshot=snapshot)
+    reference = FeatureStore.open_reader(tmp_path / "single")
+    assert sorted(sharded.media_ids) == sorted(reference.media_ids) == [f"img{k}" for k in range(7)]
+    for media_id in reference.media_ids:
+        assert np.array_equal(sharded.get(media_id), reference.get(media_id))
+    assert FeatureStore.open(tmp_path / "sharded").latest().content_digest() == single.content_digest
