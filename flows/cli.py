@@ -32,13 +32,18 @@ def demo(
     from vlpet.cli import console, print_model_report
 
     console.print("[bold]vlpet demo[/bold]: synthetic data in upstream formats -> file:// mirror -> verified "
-                  "download -> unified tables; then the model library on synthetic features. "
+                  "download -> unified tables -> CLIP feature stores; then the model library on synthetic "
+                  "features. "
                   f"Not wired yet: {'; '.join(NOT_WIRED)}.")
     report = run_demo(workdir, scale=scale, seed=seed)
     for name, d in report["datasets"].items():
         tables = ", ".join(f"{k} {v}" for k, v in d["tables"].items())
         console.print(f"  {name:<7} {d['files']} files verified; tables: {tables}; media {d['media_present']} "
                       f"(coverage {d['media_coverage']:.0%})")
+    for kind, st in report["feature_stores"].items():
+        console.print(f"  features ({kind}): {st['media']} media -> {st['store']} ({st['extracted']} extracted, "
+                      f"{st['reused']} reused, {st['quarantined']} quarantined; random-init CLIP weights: "
+                      f"{st['random_init_weights']})")
     print_model_report(report["model"], workdir / "model")
     console.print(f"stage timings (s): {report['timings_s']}")
     console.print(f"report: {workdir / 'report.json'}")

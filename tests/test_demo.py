@@ -19,6 +19,10 @@ def test_demo_runs_wired_stages_and_reports_honestly(tmp_path):
     assert set(report["datasets"]) == {"coco", "vqa", "gqa", "nlvr2", "tvqa", "how2qa", "tvc", "yc2c"}
     for name, d in report["datasets"].items():
         assert d["media_coverage"] == 1.0 and sum(d["tables"].values()) > 0, name
+    stores = report["feature_stores"]
+    assert stores["images"]["extracted"] == stores["images"]["media"] > 0  # every image of every dataset
+    assert stores["videos"]["extracted"] == stores["videos"]["media"] > 0
+    assert stores["images"]["random_init_weights"] is True  # no CLIP weights on this machine, and it says so
     model = report["model"]
     assert "no public weights" in model["what_ran"]
     assert model["backbone"]["origin"].startswith("random init of tiny-bart, denoising pre-trained by vlpet")

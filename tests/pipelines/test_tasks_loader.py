@@ -1,0 +1,120 @@
+"""Multi-task sampler and loader: roundrobin counts, determinism, DDP sharding, soft labels, worker safety."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from pipelines.tasks import MultiTaskBatchSampler, TaskDataset, multitask_loader, open_task_table
+from tests.pipelines.test_tasks_support import shared_build, tiny_tokenizer
+from vlpet.batch import task_batch_sizes
+
+SIZES = {"vqa": 1000, "gqa": 1700, "nlvr2": 230, "coco": 530}
+BS = task_batch_sizes(60, list(SIZES))  # 60, 100, 20, 50
+
+
+def _batches(**kw):
+    return [(b[0][0], [i for _, i, _ in b]) for b in MultiTaskBatchSampler(SIZES, BS, **kw)]
+
+
+def test_roundrobin_every_task_all_its_batches_once_per_epoch():
+    batches = _batches(seed=0, epoch=0)
+    counts = Counter(t for t, _ in batches)
+    assert counts == {t: math.ceil(n / BS[t]) for t, n in SIZES.items()}
+    for t, n in SIZES.items():
+        seen = [i for task, idx in batches if task == t for i in idx]
+        assert sorted(seen) == list(range(n)), t  # every example exactly once
+    assert all(len(idx) <= BS[t] for t, idx in batches)
+    # interleaved, not task after task
+    assert len({t for t, _ in batches[:10]}) > 1
+
+
+def test_same_seed_and_epoch_same_batches_other_epoch_other_order():
+    assert _batches(seed=3, epoch=1) == _batches(seed=3, epoch=1)
+    assert _batches(seed=3, epoch=1) != _batches(seed=3, epoch=2)
+    assert [t for t, _ in _batches(seed=3, epoch=1)] != [t for t, _ in _batches(seed=3, epoch=2)]
+    s = MultiTaskBatchSampler(SIZES, BS, seed=3)
+    s.set_epoch(2)
+    assert [(b[0][0], [i for _, i, _ in b]) for b in s] == _batches(seed=3, epoch=2)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ddp_ranks_are_disjoint_and_cover_the_epoch(world):
+    full = _batches(seed=1, epoch=4)
+    shards = [_batches(seed=1, epoch=4, rank=r, world_size=world, pad=False) for r in range(world)]
+    keys = [(t, i) for shard in shards for t, idx in shard for i in idx]
+    assert len(keys) == len(set(keys)) == sum(SIZES.values())
+    assert set(keys) == {(t, i) for t, idx in full for i in idx}
+    padded = [len(MultiTaskBatchSampler(SIZES, BS, seed=1, epoch=4, rank=r, world_size=world)) for r in range(world)]
+    assert len(set(padded)) == 1 and padded[0] == math.ceil(len(full) / world)  # equal steps on every rank
+
+
+@pytest.mark.parametrize("mode, power", [("proportional", 1.0), ("temperature", 0.5)])
+def test_proportional_and_temperature_sampling(mode, power):
+    sizes = {"a": 9000, "b": 1000}
+    bs = {"a": 10, "b": 10}
+    batches = [b[0][0] for e in range(5) for b in MultiTaskBatchSampler(sizes, bs, mode=mode, epoch=e, temperature=2.0)]
+    assert len(batches) == 5 * 1000
+    share = Counter(batches)["b"] / len(batches)
+    expected = 1000**power / (1000**power + 9000**power)
+    assert abs(share - expected) < 0.03
+    assert _batches(mode=mode, seed=0, epoch=0) == _batches(mode=mode, seed=0, epoch=0)
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="unknown multitask sampling mode 'balanced'"):
+        MultiTaskBatchSampler(SIZES, BS, mode="balanced")
+    with pytest.raises(ValueError, match="rank 2 not in"):
+        MultiTaskBatchSampler(SIZES, BS, rank=2, world_size=2)
+
+
+def test_vqa_soft_labels_resampled_per_epoch_deterministically():
+    _, paths = shared_build()
+    d = TaskDataset(paths["vqa"])
+    multi = [i for i in range(len(d)) if len(d.example(i)["references"]) > 1]
+    assert multi, "the synthetic VQA split should have soft labels with several answers"
+    i = multi[0]
+    assert d.example(i, 0)["target"] == d.example(i, 0)["target"]
+    draws = {(d.example(i, e)["target"], d.example(i, e)["weight"]) for e in range(40)}
+    assert len({a for a, _ in draws}) > 1  # fresh sample each epoch
+    table = open_task_table(paths["vqa"])  # answers/scores as stored
+    scores = dict(zip(table["targets"][i].as_py(), table["scores"][i].as_py(), strict=True))
+    assert all(w == pytest.approx(scores[a]) for a, w in draws)
+
+
+def _run_loader(paths, tok, workers, epoch):
+    datasets = {t: TaskDataset(p, seed=5) for t, p in paths.items()}
+    loader = multitask_loader(datasets, tok, 6, seed=5, epoch=epoch, num_workers=workers)
+    return [(b.task, b.example_ids, b.input_ids, b.labels, b.vis_feats, b.loss_weights) for b in loader]
+
+
+def test_dataloader_workers_give_the_same_batches():
+    _, paths = shared_build()
+    tok = tiny_tokenizer()
+    serial = _run_loader(paths, tok, 0, epoch=1)
+    parallel = _run_loader(paths, tok, 2, epoch=1)
+    assert len(serial) == len(parallel) > 0
+    assert {b[0] for b in serial} == set(paths)
+    for a, b in zip(serial, parallel, strict=True):
+        assert a[0] == b[0] and a[1] == b[1]
+        for x, y in zip(a[2:], b[2:], strict=True):
+            assert (x is None and y is None) or torch.equal(x, y)
+    sizes = {t: len(TaskDataset(p)) for t, p in paths.items()}
+    counts = Counter(b[0] for b in serial)
+    assert counts == {t: math.ceil(n / task_batch_sizes(6, [t])[t]) for t, n in sizes.items()}
+
+
+def test_dataset_pickles_without_open_maps_for_spawned_workers():
+    import pickle
+
+    _, paths = shared_build()
+    d = TaskDataset(paths["nlvr2"])
+    first = d[0]
+    state = d.__getstate__()
+    assert state["_table"] is None and state["_reader"] is None
+    clone = pickle.loads(pickle.dumps(d))
+    again = clone[0]
+    assert again["example_id"] == first["example_id"] and (again["vis"] == first["vis"]).all()

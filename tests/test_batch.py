@@ -1,0 +1,105 @@
+"""vlpet.batch: task input/target text exactly as the spec, soft-label sampling, collation to tensors."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from vlpet.batch import TASK_FORMATS, collate, format_input, sample_answer, task_batch_sizes, task_format
+from vlpet.tokenization import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    words = "vqa gpa nlvr caption tvqa how2qa tvc yc2c [Subs] [Q] [TS] [Choices] a0 a1 a2 a3 true false what is"
+    return train_tokenizer([words] * 4, "bart", vocab_size=300)
+
+
+def _grid(f: int = 8) -> np.ndarray:
+    return np.ones((49, f), dtype=np.float16)
+
+
+VIDEO_QA = {"text": "What is Ted holding?", "ts": "20.16-25.12", "subs": "Ted : Hi. Robin : Hey.",
+            "choices": ["A cup. ", "A book.", "A phone", "Nothing.", "A pen."]}
+
+
+@pytest.mark.parametrize("task, example, expected", [
+    ("vqa", {"text": "What color is the cat?"}, "vqa: What color is the cat?"),
+    ("gqa", {"text": "Is the bowl on the left?"}, "gpa: Is the bowl on the left?"),
+    ("nlvr2", {"text": "There are two dogs."}, "nlvr: There are two dogs."),
+    ("coco", {"text": ""}, "caption: "),
+    ("tvqa", VIDEO_QA, "[Subs] Ted : Hi. Robin : Hey. [Q] What is Ted holding? [TS] (20.16-25.12) [Choices] "
+                       "a0: A cup. a1: A book. a2: A phone. a3: Nothing. a4: A pen. tvqa: "),
+    ("how2qa", dict(VIDEO_QA, choices=VIDEO_QA["choices"][:4]),
+     "[Subs] Ted : Hi. Robin : Hey. [Q] What is Ted holding? [TS] (20.16-25.12) [Choices] "
+     "a0: A cup. a1: A book. a2: A phone. a3: Nothing. how2qa: "),
+    ("tvc", {"subs": "Ted : Hi.", "ts": "[0.5, 3.0]"}, "[Subs] Ted : Hi. [TS] ([0.5, 3.0]) tvc: "),
+    ("yc2c", {"subs": "add the salt"}, "[Subs] add the salt yc2c: "),
+])
+def test_input_text_matches_the_spec(task, example, expected):
+    assert format_input(task_format(task), example) == expected
+
+
+def test_formats_and_batch_sizes_follow_the_spec():
+    assert {t: (f.max_input_len, f.max_target_len) for t, f in TASK_FORMATS.items()} == {
+        "vqa": (20, 10), "gqa": (20, None), "nlvr2": (40, None), "coco": (40, 40),
+        "tvqa": (600, 20), "how2qa": (600, 20), "tvc": (600, 20), "yc2c": (600, 20)}
+    tasks = ["vqa", "gqa", "nlvr2", "coco", "tvqa"]
+    assert task_batch_sizes(500, tasks) == {"vqa": 500, "gqa": 833, "nlvr2": 166, "coco": 416, "tvqa": 500}
+    assert task_batch_sizes(300, tasks) == {"vqa": 300, "gqa": 500, "nlvr2": 100, "coco": 250, "tvqa": 300}
+    with pytest.raises(ValueError, match="unknown task 'vqa2'"):
+        task_batch_sizes(10, ["vqa2"])
+
+
+def test_soft_label_sampling_is_proportional_to_score_and_weight_is_the_score():
+    rng = random.Random(0)
+    draws = [sample_answer(["2", "3"], [1.0, 0.6], rng) for _ in range(20000)]
+    share = sum(a == "2" for a, _ in draws) / len(draws)
+    assert abs(share - 1 / 1.6) < 0.015
+    assert all(w == pytest.approx({"2": 1.0, "3": 0.6}[a]) for a, w in draws)
+    with pytest.raises(ValueError, match="positive sum"):
+        sample_answer(["x"], [0.0], rng)
+
+
+def test_collate_vqa_weighted_soft_labels(tok):
+    ex = [{"task": "vqa", "example_id": "1", "text": "what is " * 30, "answers": ["2", "3"], "scores": [1.0, 0.6],
+           "vis": _grid()}, {"task": "vqa", "example_id": "2", "text": "what", "target": "true", "weight": 0.3,
+                             "vis": _grid()}]
+    b = collate(ex, tok, "vqa", rng=random.Random(1))
+    assert b.task == "vqa" and b.input_ids.shape[0] == 2 and b.input_ids.shape[1] == 20  # truncated to 20
+    assert b.vis_feats.shape == (2, 49, 8) and b.vis_feats.dtype == torch.float32 and b.vis_attention_mask is None
+    w0 = {"2": 1.0, "3": 0.6}[b.targets[0]]
+    assert b.loss_weights.tolist() == pytest.approx([w0, 0.3])
+    assert (b.labels[1] == -100).any() or b.labels.shape[1] == (b.labels[1] != -100).sum()
+    assert b.labels[0, 0].item() == tok.bos_token_id and b.example_ids == ["1", "2"]
+
+
+def test_collate_gqa_is_unweighted_and_nlvr_pairs(tok):
+    b = collate([{"task": "gqa", "text": "what", "answers": ["a0"], "scores": [1.0], "vis": _grid()}], tok, "gqa")
+    assert b.loss_weights is None and b.targets == ["a0"]
+    pair = np.stack([_grid(), _grid()])
+    b = collate([{"task": "nlvr2", "text": "is", "target": "true", "vis": pair}] * 3, tok, "nlvr2")
+    assert b.vis_feats.shape == (3, 2, 49, 8) and b.targets == ["true"] * 3
+    with pytest.raises(ValueError, match="visual shape"):
+        collate([{"task": "nlvr2", "example_id": "x", "text": "is", "target": "true", "vis": _grid()}], tok, "nlvr2")
+
+
+def test_collate_video_resizes_to_64_frames_with_mask(tok):
+    short = np.ones((10, 4), dtype=np.float16)
+    long = np.arange(100 * 4, dtype=np.float32).reshape(100, 4).astype(np.float16)
+    ex = [dict(VIDEO_QA, task="tvqa", target="a1", vis=short), dict(VIDEO_QA, task="tvqa", target="a3", vis=long)]
+    b = collate(ex, tok, "tvqa")
+    assert b.vis_feats.shape == (2, 64, 4)
+    assert b.vis_attention_mask[0].sum() == 10 and b.vis_attention_mask[1].sum() == 64
+    assert b.vis_feats[0, 10:].abs().sum() == 0 and b.labels.shape[0] == 2 and b.targets == ["a1", "a3"]
+    long_subs = dict(ex[0], subs="Ted " * 2000)
+    assert collate([long_subs], tok, "tvqa").input_ids.shape[1] == 600
+
+
+def test_collate_rejects_mixed_tasks(tok):
+    with pytest.raises(ValueError, match="single-task"):
+        collate([{"task": "vqa", "text": "a", "target": "b", "vis": _grid()},
+                 {"task": "gqa", "text": "a", "target": "b", "vis": _grid()}], tok, "vqa")
