@@ -223,9 +223,8 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     identity = ex.identity
     if cheap_key is not None and cheap_key != identity.key():
         raise RuntimeError(f"weights key drift: expected {cheap_key}, the loaded model is {identity.key()}")
-    if identity.random_init:
-        log.warning("RANDOM WEIGHTS: %s has no pretrained weights here; the features are from a random "
-                    "initialisation (recorded in the store's snapshot metadata)", ex.name)
+    if identity.random_init:  # features.weights has already warned loudly; the snapshot records it
+        log.debug("%s: random-init weights, recorded in the snapshot metadata", ex.name)
     plan = store.plan(items, weights=identity.key())
     run = store.begin_run(plan=plan)
     counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,
