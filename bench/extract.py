@@ -10,7 +10,9 @@ weights do not change the cost):
 - ``efficiency`` = pipeline / model_only (target >= 0.90 on the CPU), ``speedup_vs_baseline``;
 - ``noop_over_cold``: an unchanged re-run over the cold run (target <= 0.02); ``add5_over_cold``: the
   re-run after adding 5% new images (target <= 0.10);
-- video (clip-vit-b32-video, HERO sampling): frames/s, videos/s, and the share of time spent decoding.
+- video (clip-vit-b32-video, HERO sampling): frames/s, videos/s, and the share of time spent decoding;
+- with ``--device-decode``: ``pipeline_device_decode_img_s``, the engine with batched ``decode_jpeg`` on the
+  extractor's device (nvJPEG on a GPU), to decide where decoding should run.
 
 Run: ``.venv/bin/python bench/extract.py [--images 96] [--videos 8]`` on an otherwise idle machine.
 The last output line is one JSON object.
@@ -118,6 +120,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device-decode", action="store_true",
+                    help="also time the batched decode_jpeg path (nvJPEG on a GPU) into a separate store")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
@@ -138,6 +142,10 @@ def main() -> None:
         cold = extract(tmp / "images", tmp / "store", extractor=ex, batch_size=args.batch_size,
                        workers=args.workers, progress=False)
         figures["pipeline_img_s"] = round(args.images / cold.seconds, 3)
+        if args.device_decode:
+            dd = extract(tmp / "images", tmp / "store-dd", extractor=ex, batch_size=args.batch_size,
+                         workers=args.workers, progress=False, device_decode=True)
+            figures["pipeline_device_decode_img_s"] = round(args.images / dd.seconds, 3)
         figures["baseline_img_s"] = round(baseline(ex, images, tmp / "h5"), 3)
         figures["efficiency"] = round(figures["pipeline_img_s"] / figures["model_only_img_s"], 3)
         figures["speedup_vs_baseline"] = round(figures["pipeline_img_s"] / figures["baseline_img_s"], 3)

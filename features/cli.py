@@ -134,13 +134,16 @@ def extract(
     workers: int = typer.Option(None, help="decoding processes (default: one per spare core)"),
     pretrained: str = typer.Option(None, help="a local weights file, or an open_clip tag cached locally"),
     media_root: Path = typer.Option(None, help="with a media index: the folder its rel_paths are relative to"),
+    device_decode: bool = typer.Option(False, help="decode JPEGs in batches on the device (nvJPEG on a GPU); "
+                                       "a separate store spec (its resize differs slightly from PIL's)"),
 ) -> None:
     """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
     from features.engine import extract as run_extract
 
     try:
         report = run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size,
-                             workers=workers, pretrained=pretrained, media_root=media_root)
+                             workers=workers, pretrained=pretrained, media_root=media_root,
+                             device_decode=device_decode)
     except (ValueError, KeyError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

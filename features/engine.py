@@ -78,17 +78,51 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
-class _DecodeDataset(Dataset):
-    """Decode + preprocess one item in a worker; failures come back as a reason, not an exception."""
+DEVICE_DECODE = "torchvision.io.decode_jpeg (batched, on the extractor's device) + torch bicubic antialias resize"
 
-    def __init__(self, root: Path, items: Sequence[MediaItem], extractor: Extractor) -> None:
+
+def jpeg_for_device(data: bytes, max_pixels: int | None) -> bool:
+    """Whether ``data`` is a complete baseline/progressive RGB or greyscale JPEG within the pixel guard, so the
+    batched device decoder may take it; anything else (PNG, CMYK, truncated: no EOI marker, bombs) takes the
+    PIL path, which also classifies bad media."""
+    import io
+
+    from PIL import Image
+
+    if len(data) < 4 or data[:3] != b"\xff\xd8\xff" or data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        return False
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            w, h = im.size
+            return im.format == "JPEG" and im.mode in ("RGB", "L") and (max_pixels is None or w * h <= max_pixels)
+    except Exception:
+        return False
+
+
+class _DecodeDataset(Dataset):
+    """Decode + preprocess one item in a worker; failures come back as a reason, not an exception.
+
+    With ``device_decode``, JPEGs that pass ``jpeg_for_device`` come back as raw bytes (flag True) for the
+    main process to decode in one batched call on the device."""
+
+    def __init__(self, root: Path, items: Sequence[MediaItem], extractor: Extractor,
+                 device_decode: bool = False) -> None:
         self.root, self.items, self.extractor = root, list(items), extractor
+        self.device_decode = device_decode
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, bool]:
         item = self.items[i]
+        if self.device_decode:
+            data = (self.root / item.rel_path).read_bytes()
+            opts = getattr(self.extractor, "decode_options", None)
+            if jpeg_for_device(data, getattr(opts, "max_pixels", None)):
+                return i, torch.frombuffer(bytearray(data), dtype=torch.uint8), None, True
+        return (*self._decode(i, item), False)
+
+    def _decode(self, i: int, item: MediaItem) -> tuple[int, torch.Tensor | None, str | None]:
         try:
             x = self.extractor.preprocess(self.extractor.decode(self.root / item.rel_path), as_uint8=True)
             if x.shape[0] == 0:
@@ -127,12 +161,29 @@ def load_media_items(media: str | os.PathLike[str], kind: str, media_root: str |
     raise FileNotFoundError(f"{media}: no such folder or media index")
 
 
-def _spec(extractor: Extractor) -> StoreSpec:
+def _spec(extractor: Extractor, device_decode: bool = False) -> StoreSpec:
     out = extractor.outputs[extractor.primary]
     shape = tuple(out.shape)
     ragged = extractor.kind == "video"
+    params = extractor.spec_params()
+    if device_decode:  # other pixels than PIL's resize: a different store, never mixed with the PIL path
+        params = {**params, "jpeg_decode": DEVICE_DECODE}
     return StoreSpec(extractor=extractor.name, shape=(None, *shape[1:]) if ragged else shape, dtype="float16",
-                     ragged=ragged, params=extractor.spec_params())
+                     ragged=ragged, params=params)
+
+
+def _decode_on_device(extractor: Extractor, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Batched JPEG decode on the extractor's device (nvJPEG on CUDA), then a 224x224 bicubic resize there."""
+    import torch.nn.functional as F
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    size = (extractor.image_size, extractor.image_size)
+    images = decode_jpeg(raw, mode=ImageReadMode.RGB, device=extractor.device, apply_exif_orientation=True)
+    out = []
+    for img in images:
+        x = F.interpolate(img.unsqueeze(0).float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return out
 
 
 def _forward(extractor: Extractor, x: torch.Tensor) -> np.ndarray:
@@ -145,7 +196,7 @@ def _forward(extractor: Extractor, x: torch.Tensor) -> np.ndarray:
 def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[MediaItem], extractor: Extractor, *,
                   shard_id: str = "0", batch_size: int | None = None, workers: int | None = None,
                   progress: bool = True, flush_rows: int | None = None,
-                  shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+                  shard: tuple[int, int] = (0, 1), device_decode: bool = False) -> dict[str, Any]:
     """Extract a plan's ``to_extract`` ``items`` into ``run``'s shard ``shard_id``.
 
     Batches are cut from the whole of ``items`` in order; ``shard=(k, n)`` takes batches k, k+n, k+2n…,
@@ -169,14 +220,25 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
         writer.close()
         return counts
     cuda = extractor.device.type == "cuda"
-    loader = DataLoader(_DecodeDataset(root, items, extractor), batch_sampler=todo, num_workers=nw,
+    device_decode = device_decode and extractor.kind == "image"
+    dataset = _DecodeDataset(root, items, extractor, device_decode)
+    loader = DataLoader(dataset, batch_sampler=todo, num_workers=nw,
                         collate_fn=_collate, pin_memory=cuda, persistent_workers=False,
                         prefetch_factor=4 if nw else None)
     bar = tqdm(total=sum(map(len, todo)), unit=extractor.kind[:3], disable=not progress, desc=extractor.name,
                smoothing=0.1)
     try:
         for batch in loader:
-            good = [(i, x) for i, x, err in batch if err is None]
+            raw = [(i, x) for i, x, err, is_raw in batch if is_raw]
+            batch = [(i, x, err) for i, x, err, is_raw in batch if not is_raw]
+            if raw:
+                try:
+                    batch += [(i, x, None) for (i, _), x in zip(raw, _decode_on_device(extractor, [x for _, x in raw]),
+                                                                 strict=True)]
+                except RuntimeError:  # the device decoder refused one: decode these with PIL (and classify)
+                    batch += [dataset._decode(i, items[i]) for i, _ in raw]
+                batch.sort(key=lambda b: b[0])
+            good = [(i, x.to(extractor.device)) for i, x, err in batch if err is None]
             for i, _, err in batch:
                 if err is not None and writer.add_error(items[i], err):
                     counts["quarantined"] += 1
@@ -200,13 +262,16 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
 def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
             extractor: str | Extractor = "clip-rn101-grid", device: str = "auto", batch_size: int | None = None,
             workers: int | None = None, pretrained: str | None = None, media_root: str | None = None,
-            progress: bool = True, flush_rows: int | None = None) -> ExtractReport:
-    """Extract every new or changed media file under ``media`` into the store at ``store_path`` and commit."""
+            progress: bool = True, flush_rows: int | None = None, device_decode: bool = False) -> ExtractReport:
+    """Extract every new or changed media file under ``media`` into the store at ``store_path`` and commit.
+
+    ``device_decode``: decode JPEGs in batches on the extractor's device (nvJPEG on a GPU) instead of PIL in
+    the workers; its resize differs slightly from PIL's, so it is a separate store spec."""
     t0 = time.perf_counter()
     ex = extractor if isinstance(extractor, Extractor) else get_extractor(
         extractor, pretrained=pretrained, device=resolve_device(device))
     root, items = load_media_items(media, ex.kind, media_root)
-    store = FeatureStore.open_or_create(store_path, _spec(ex))
+    store = FeatureStore.open_or_create(store_path, _spec(ex, device_decode))
     cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu,
                              seed=ex._load_kwargs.get("seed", 0)) if ex._model is None else None
     latest = store.latest()
@@ -228,7 +293,7 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     plan = store.plan(items, weights=identity.key())
     run = store.begin_run(plan=plan)
     counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,
-                           progress=progress, flush_rows=flush_rows)
+                           progress=progress, flush_rows=flush_rows, device_decode=device_decode)
     snap = store.commit(run, items, metadata={"weights": identity.key(), "random_init": identity.random_init,
                                               "weights_identity": identity.as_dict(), **ex.runtime_params()})
     reader = FeatureStore.open_reader(store_path, snapshot=snap.id)
