@@ -165,7 +165,9 @@ def _spec(extractor: Extractor, device_decode: bool = False) -> StoreSpec:
     out = extractor.outputs[extractor.primary]
     shape = tuple(out.shape)
     ragged = extractor.kind == "video"
-    params = extractor.spec_params()
+    # fp32 (CPU) and fp16-autocast (GPU) features differ slightly: precision is part of what a store holds,
+    # so a GPU run never adds to a CPU-made store (or the reverse) unnoticed.
+    params = {**extractor.spec_params(), "precision": extractor.precision}
     if device_decode:  # other pixels than PIL's resize: a different store, never mixed with the PIL path
         params = {**params, "jpeg_decode": DEVICE_DECODE}
     return StoreSpec(extractor=extractor.name, shape=(None, *shape[1:]) if ragged else shape, dtype="float16",
@@ -225,7 +227,8 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     loader = DataLoader(dataset, batch_sampler=todo, num_workers=nw,
                         collate_fn=_collate, pin_memory=cuda, persistent_workers=False,
                         prefetch_factor=4 if nw else None)
-    bar = tqdm(total=sum(map(len, todo)), unit=extractor.kind[:3], disable=not progress, desc=extractor.name,
+    unit = "img" if extractor.kind == "image" else "video"
+    bar = tqdm(total=sum(map(len, todo)), unit=unit, disable=not progress, desc=extractor.name,
                smoothing=0.1)
     try:
         for batch in loader:
@@ -347,6 +350,10 @@ def run_extraction_shard(job: ExtractionJob, shard: int, n_shards: int, *, devic
         raise ValueError(f"shard {shard}: this worker's weights {ex.identity.key()} differ from the plan's "
                          f"{job.metadata['weights']}; every worker needs the same --pretrained file")
     store = FeatureStore.open(job.store)
+    want = store.spec.params.get("precision")
+    if want is not None and want != ex.precision:
+        raise ValueError(f"shard {shard}: this worker computes in {ex.precision} on {ex.device}, but the store "
+                         f"{job.store} holds {want} features; run every shard on the same kind of device")
     run = store.open_run(job.run_id)
     return extract_shard(store, run, Path(job.root), job.to_extract, ex, shard_id=f"{shard}-of-{n_shards}",
                          batch_size=job.batch_size, workers=workers, progress=progress, shard=(shard, n_shards))
