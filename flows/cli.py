@@ -32,8 +32,8 @@ def demo(
     from vlpet.cli import console, print_model_report
 
     console.print("[bold]vlpet demo[/bold]: synthetic data in upstream formats -> file:// mirror -> verified "
-                  "download -> unified tables -> CLIP feature stores; then the model library on synthetic "
-                  "features. "
+                  "download -> unified tables -> CLIP feature stores -> task tables; then the model library on "
+                  "synthetic features. "
                   f"Not wired yet: {'; '.join(NOT_WIRED)}.")
     report = run_demo(workdir, scale=scale, seed=seed)
     for name, d in report["datasets"].items():
@@ -44,6 +44,10 @@ def demo(
         console.print(f"  features ({kind}): {st['media']} media -> {st['store']} ({st['extracted']} extracted, "
                       f"{st['reused']} reused, {st['quarantined']} quarantined; random-init CLIP weights: "
                       f"{st['random_init_weights']})")
+    for task, splits in report["task_tables"].items():
+        desc = ", ".join(f"{k} {v['rows']}" + (f" (-{v['excluded']})" if v["excluded"] else "")
+                         for k, v in splits.items())
+        console.print(f"  task {task:<7} {desc}")
     print_model_report(report["model"], workdir / "model")
     console.print(f"stage timings (s): {report['timings_s']}")
     console.print(f"report: {workdir / 'report.json'}")

@@ -3,9 +3,10 @@
 Stages that run for real: synthesize the ``demo`` data in upstream formats → publish it as a ``file://``
 mirror (with SHA256SUMS) → download every dataset through the verified downloader → prepare unified
 tables and media indexes → extract CLIP features of every image (RN101 grid) and video (ViT-B/32, HERO
-sampling) into two feature stores (random-init CLIP: no weights on this machine; recorded) → the model
-library on synthetic features (``vlpet.demo``). Not wired yet, and said so in the report: the task
-builders/loader and the trainer on the prepared tables, Prefect orchestration and lineage.
+sampling) into two feature stores (random-init CLIP: no weights on this machine; recorded) → build the
+task tables of every task's train/val/test splits against those snapshots → the model library on
+synthetic features (``vlpet.demo``). Not wired yet, and said so in the report: training on the task
+tables, Prefect orchestration and lineage.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-NOT_WIRED = ("task tables + multi-task loader",
-             "VL-PET training/evaluation on the prepared tables", "Prefect flows, caching and lineage")
+NOT_WIRED = ("VL-PET training/evaluation on the task tables (the model stage still uses toy features)",
+             "Prefect flows, caching and lineage")
+# The paper's splits per task (train / validation / test), by their names in the prepared tables.
+TASK_SPLITS = {
+    "vqa": ("karpathy_train", "karpathy_val", "karpathy_test"), "gqa": ("train", "valid", "testdev"),
+    "nlvr2": ("train", "dev", "test1"), "coco": ("train", "val", "test"),
+    "tvqa": ("train", "val", "test_public"), "how2qa": ("train_release", "val_release", "test_public_release"),
+    "tvc": ("train_release", "val_release", "test_release"), "yc2c": ("train_release", "val_release", "test_release"),
+}
 
 
 def run_demo(workdir: Path, *, scale: str = "demo", seed: int = 0, model_steps: int = 60) -> dict[str, Any]:
@@ -54,6 +62,18 @@ def run_demo(workdir: Path, *, scale: str = "demo", seed: int = 0, model_steps: 
                         "random_init_weights": r.random_init, "seconds": r.seconds}
     timings["extract"] = time.perf_counter() - t
     t = time.perf_counter()
+    from pipelines.tasks import build_task
+
+    tasks: dict[str, dict[str, Any]] = {}
+    for task, splits in TASK_SPLITS.items():
+        store = workdir / "stores" / ("clip-vit-b32-video" if task in ("tvqa", "how2qa", "tvc", "yc2c")
+                                      else "clip-rn101-grid")
+        for split in splits:
+            built = build_task(data, task, split, store)
+            tasks.setdefault(task, {})[split] = {"rows": built.rows_out, "excluded": built.excluded,
+                                                 "path": built.out_path, "snapshot": built.snapshot_id}
+    timings["build_tasks"] = time.perf_counter() - t
+    t = time.perf_counter()
     model = run_model_demo(workdir / "model", steps=model_steps, seed=seed)
     timings["model"] = time.perf_counter() - t
     report = {
@@ -67,6 +87,7 @@ def run_demo(workdir: Path, *, scale: str = "demo", seed: int = 0, model_steps: 
                          "media_coverage": round(prepared[d].coverage, 4),
                          "tables_dir": prepared[d].out_dir} for d in DATASETS},
         "feature_stores": stores,
+        "task_tables": tasks,
         "model": model,
         "not_wired_yet": list(NOT_WIRED),
         "timings_s": {k: round(v, 2) for k, v in timings.items()},

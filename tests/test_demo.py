@@ -23,6 +23,11 @@ def test_demo_runs_wired_stages_and_reports_honestly(tmp_path):
     assert stores["images"]["extracted"] == stores["images"]["media"] > 0  # every image of every dataset
     assert stores["videos"]["extracted"] == stores["videos"]["media"] > 0
     assert stores["images"]["random_init_weights"] is True  # no CLIP weights on this machine, and it says so
+    tasks = report["task_tables"]
+    assert set(tasks) == {"vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c"}
+    for task, splits in tasks.items():
+        assert all(v["excluded"] == 0 for v in splits.values()), task  # every media has features
+        assert sum(v["rows"] for v in splits.values()) > 0, task
     model = report["model"]
     assert "no public weights" in model["what_ran"]
     assert model["backbone"]["origin"].startswith("random init of tiny-bart, denoising pre-trained by vlpet")
