@@ -161,7 +161,8 @@ def load_media_items(media: str | os.PathLike[str], kind: str, media_root: str |
     raise FileNotFoundError(f"{media}: no such folder or media index")
 
 
-def _spec(extractor: Extractor, device_decode: bool = False) -> StoreSpec:
+def store_spec(extractor: Extractor, device_decode: bool = False) -> StoreSpec:
+    """The store spec features from ``extractor`` belong to (one store per spec)."""
     out = extractor.outputs[extractor.primary]
     shape = tuple(out.shape)
     ragged = extractor.kind == "video"
@@ -274,7 +275,7 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     ex = extractor if isinstance(extractor, Extractor) else get_extractor(
         extractor, pretrained=pretrained, device=resolve_device(device))
     root, items = load_media_items(media, ex.kind, media_root)
-    store = FeatureStore.open_or_create(store_path, _spec(ex, device_decode))
+    store = FeatureStore.open_or_create(store_path, store_spec(ex, device_decode))
     cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu,
                              seed=ex._load_kwargs.get("seed", 0)) if ex._model is None else None
     latest = store.latest()
@@ -332,7 +333,7 @@ def plan_extraction(media: str | os.PathLike[str], store_path: str | os.PathLike
     """Scan and hash the media, open the store, plan against its latest snapshot, and stage the run."""
     ex = get_extractor(extractor, pretrained=pretrained, device=resolve_device(device))
     root, items = load_media_items(media, ex.kind, media_root)
-    store = FeatureStore.open_or_create(store_path, _spec(ex))
+    store = FeatureStore.open_or_create(store_path, store_spec(ex))
     identity = ex.identity
     plan = store.plan(items, weights=identity.key())
     run = store.begin_run(plan=plan)

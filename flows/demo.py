@@ -52,11 +52,16 @@ def run_demo(workdir: Path, *, scale: str = "demo", seed: int = 0, model_steps: 
     prepared = {d: prepare_dataset(d, data) for d in DATASETS}
     timings["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
-    from features.engine import extract
+    from features.engine import extract, store_spec
+    from features.extractors import get_extractor
 
-    stores = {}
+    stores, store_dirs = {}, {}
     for name, extractor in (("images", "clip-rn101-grid"), ("videos", "clip-vit-b32-video")):
-        r = extract(data / "raw", workdir / "stores" / extractor, extractor=extractor, device="cpu", progress=False)
+        # One store per extractor spec: the directory is named by the spec's digest, so a demo directory
+        # left by another version (another spec) is never mixed with, nor in the way of, this one.
+        spec = store_spec(get_extractor(extractor, device="cpu"))
+        store_dirs[name] = workdir / "stores" / f"{extractor}-{spec.digest()[:12]}"
+        r = extract(data / "raw", store_dirs[name], extractor=extractor, device="cpu", progress=False)
         stores[name] = {"store": r.store, "extractor": r.extractor, "snapshot": r.snapshot, "media": r.items,
                         "extracted": r.extracted, "reused": r.reused, "quarantined": len(r.quarantined),
                         "random_init_weights": r.random_init, "seconds": r.seconds}
@@ -66,8 +71,7 @@ def run_demo(workdir: Path, *, scale: str = "demo", seed: int = 0, model_steps: 
 
     tasks: dict[str, dict[str, Any]] = {}
     for task, splits in TASK_SPLITS.items():
-        store = workdir / "stores" / ("clip-vit-b32-video" if task in ("tvqa", "how2qa", "tvc", "yc2c")
-                                      else "clip-rn101-grid")
+        store = store_dirs["videos" if task in ("tvqa", "how2qa", "tvc", "yc2c") else "images"]
         for split in splits:
             built = build_task(data, task, split, store)
             tasks.setdefault(task, {})[split] = {"rows": built.rows_out, "excluded": built.excluded,
