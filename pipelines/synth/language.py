@@ -12,6 +12,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from pipelines.synth.scenes import COLORS, POSITIONS, SHAPES, Scene, Shape
 
@@ -153,12 +154,14 @@ def vqa_candidates(scene: Scene, rng: random.Random) -> dict[str, list[VQAItem]]
     return fam
 
 
-def vqa_questions(scene: Scene, rng: random.Random, n: int) -> list[VQAItem]:
-    """``n`` questions from different families where possible (families in random order)."""
-    fam = vqa_candidates(scene, rng)
+
+Q = TypeVar("Q", bound=Any)  # a question item with a ``.question`` string
+
+def _pick_across_families(fam: dict[str, list[Q]], rng: random.Random, n: int) -> list[Q]:
+    """``n`` distinct questions, one family at a time in random order, so every kind of question appears."""
     order = [f for f in fam if fam[f]]
     rng.shuffle(order)
-    out: list[VQAItem] = []
+    out: list[Q] = []
     seen: set[str] = set()
     while len(out) < n:
         progressed = False
@@ -172,6 +175,10 @@ def vqa_questions(scene: Scene, rng: random.Random, n: int) -> list[VQAItem]:
         if not progressed:
             break
     return out
+
+def vqa_questions(scene: Scene, rng: random.Random, n: int) -> list[VQAItem]:
+    """``n`` questions from different families where possible (families in random order)."""
+    return _pick_across_families(vqa_candidates(scene, rng), rng, n)
 
 
 _SYNONYMS: dict[str, list[str]] = {
@@ -280,23 +287,7 @@ def gqa_candidates(scene: Scene, rng: random.Random) -> dict[str, list[GQAItem]]
 
 
 def gqa_questions(scene: Scene, rng: random.Random, n: int) -> list[GQAItem]:
-    fam = gqa_candidates(scene, rng)
-    order = [f for f in fam if fam[f]]
-    rng.shuffle(order)
-    out: list[GQAItem] = []
-    seen: set[str] = set()
-    while len(out) < n:
-        progressed = False
-        for f in order:
-            pool = [q for q in fam[f] if q.question not in seen]
-            if pool and len(out) < n:
-                q = rng.choice(pool)
-                seen.add(q.question)
-                out.append(q)
-                progressed = True
-        if not progressed:
-            break
-    return out
+    return _pick_across_families(gqa_candidates(scene, rng), rng, n)
 
 
 # --------------------------------------------------------------------------------------------------
