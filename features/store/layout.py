@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -198,19 +197,11 @@ def link_or_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n = 0
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while True:
-            k = f.readinto(buf)
-            if not k:
-                break
-            h.update(view[:k])
-            n += k
-    return h.hexdigest(), n
+def sha256_file(path: Path) -> tuple[str, int]:
+    """(sha256, size) of an immutable store file (segments and indexes are never modified once written)."""
+    from features.media import hash_file
+
+    return hash_file(path), path.stat().st_size
 
 
 def read_json(path: Path) -> Any:
