@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 
 from features.cli import register as register_feature_commands
+from flows.ops_cli import register as register_ops_commands
+from flows.train_cli import register as register_train_commands
 from pipelines.cli import register as register_pipeline_commands
 from vlpet.cli import register as register_model_commands
 
@@ -19,38 +21,52 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 register_model_commands(app)
 register_pipeline_commands(app)
 register_feature_commands(app)
+register_ops_commands(app)
+register_train_commands(app)
+
+
+def prefect_env(workdir: Path) -> None:
+    """Prefect settings for a local, serverless run (STACK.md): its state under the workdir, not ``$HOME``;
+    analytics off; a start-up timeout a loaded 2-core machine meets. Values the user set are kept."""
+    import os
+
+    defaults = {"PREFECT_HOME": str(Path(workdir).resolve() / ".prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+                "PREFECT_LOGGING_LEVEL": "WARNING"}
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
 
 
 @app.command()
 def demo(
-    workdir: Path = typer.Option(Path("demo-output"), help="where data, tables, checkpoint and report go"),
-    scale: str = typer.Option("demo", help="synthetic data scale: tiny | demo"),
+    workdir: Path = typer.Option(Path("demo-output"), help="where data, stores, runs and the report go"),
+    scale: str = typer.Option("demo", help="synthetic data scale: demo | tiny (tiny = CI-sized, a few steps)"),
     seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
-    """Run the end-to-end demo on embedded synthetic data, as far as the pipeline is wired today."""
-    from flows.demo import NOT_WIRED, run_demo
-    from vlpet.cli import console, print_model_report
+    """The whole pipeline on embedded synthetic data, as the Prefect flow ``end-to-end`` (ephemeral mode)."""
+    from vlpet.cli import console
+
+    prefect_env(workdir)
+    from flows.model_flows import end_to_end_flow
 
     console.print("[bold]vlpet demo[/bold]: synthetic data in upstream formats -> file:// mirror -> verified "
-                  "download -> unified tables -> CLIP feature stores -> task tables; then the model library on "
-                  "synthetic features. "
-                  f"Not wired yet: {'; '.join(NOT_WIRED)}.")
-    report = run_demo(workdir, scale=scale, seed=seed)
-    for name, d in report["datasets"].items():
-        tables = ", ".join(f"{k} {v}" for k, v in d["tables"].items())
-        console.print(f"  {name:<7} {d['files']} files verified; tables: {tables}; media {d['media_present']} "
-                      f"(coverage {d['media_coverage']:.0%})")
-    for kind, st in report["feature_stores"].items():
-        console.print(f"  features ({kind}): {st['media']} media -> {st['store']} ({st['extracted']} extracted, "
-                      f"{st['reused']} reused, {st['quarantined']} quarantined; random-init CLIP weights: "
-                      f"{st['random_init_weights']})")
-    for task, splits in report["task_tables"].items():
-        desc = ", ".join(f"{k} {v['rows']}" + (f" (-{v['excluded']})" if v["excluded"] else "")
-                         for k, v in splits.items())
-        console.print(f"  task {task:<7} {desc}")
-    print_model_report(report["model"], workdir / "model")
+                  "download -> unified tables -> CLIP feature stores -> task tables -> VL-PET training (image and "
+                  "video presets) -> evaluation against the majority baseline; every stage cached and in the lineage.")
+    report = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device)
+    for task, v in report["tasks"].items():
+        score = "-" if v["score"] is None else f"{v['score']:.4f}"
+        base = "-" if v["majority_baseline"] is None else f"{v['majority_baseline']:.4f}"
+        beats = "beats" if report["beats_majority_baseline"][task] else "does NOT beat"
+        console.print(f"  {task:<7} {v['metric']:<13} {score:>8}  majority baseline {base:>8}  ({beats} it)")
+    for note in report["notes"]:
+        console.print(f"note: {note}")
     console.print(f"stage timings (s): {report['timings_s']}")
-    console.print(f"report: {workdir / 'report.json'}")
+    console.print(f"cache hits: {report['cache_hits']}")
+    console.print(f"report: {Path(report['workdir']) / 'report.json'} and {Path(report['workdir']) / 'report.md'}")
+    console.print(f"lineage: {report['lineage_file']} (root {report['lineage_root']}; "
+                  f"`vlpet lineage {report['lineage_root']} --root {Path(report['workdir']) / 'data'}`)")
 
 
 def main() -> None:

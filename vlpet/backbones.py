@@ -163,3 +163,21 @@ def load_pretrained_tokenizer(info: BackboneInfo):  # -> PreTrainedTokenizerBase
         return AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError):
         return None
+
+
+def pretrained_available(name: str) -> bool:
+    """Whether ``load_backbone(name)`` would find pretrained weights on disk (without loading them)."""
+    from transformers import AutoConfig
+
+    if Path(name).expanduser().is_dir():
+        return True
+    key = canonical_name(name)
+    if key not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(ARCHITECTURES)} (or a local directory)")
+    for hub_id in ARCHITECTURES[key][2]:
+        try:
+            AutoConfig.from_pretrained(hub_id, local_files_only=True)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False

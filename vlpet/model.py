@@ -36,12 +36,17 @@ class VisualConfig:
 
     ``downsample``: 7×7 grid → AdaptiveMaxPool2d(6×6) = 36 tokens per image (``--downsample``).
     ``mask_padded_frames``: opt-in masking of zero-padded video frames (official: not masked).
+    ``feat_mean``/``feat_std``: opt-in per-dimension standardisation of the input features (official: none).
+    Real CLIP features do not need it; features of a *random-init* CLIP do (their per-image variation is
+    ~10x smaller than their shared offset, so the projector barely sees it). Saved with the checkpoint config.
     """
 
     feat_dim: int = 2048
     downsample: bool = True
     n_images: int = 2
     mask_padded_frames: bool = False
+    feat_mean: list[float] | None = None
+    feat_std: list[float] | None = None
 
 
 def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
@@ -66,6 +71,18 @@ class VLSeq2Seq(nn.Module):
         self.method = method
         self.plan = plan
         self.visual_config = visual
+        self.feat_mean: torch.Tensor | None
+        self.feat_std: torch.Tensor | None
+        if (visual.feat_mean is None) != (visual.feat_std is None):
+            raise ValueError("VisualConfig: give both feat_mean and feat_std, or neither")
+        if visual.feat_mean is not None:
+            mean, std = torch.tensor(visual.feat_mean), torch.tensor(visual.feat_std)
+            if mean.shape != (visual.feat_dim,) or std.shape != (visual.feat_dim,) or bool((std <= 0).any()):
+                raise ValueError(f"VisualConfig: feat_mean/feat_std must be {visual.feat_dim} values, std > 0")
+            self.register_buffer("feat_mean", mean, persistent=False)
+            self.register_buffer("feat_std", std, persistent=False)
+        else:
+            self.feat_mean = self.feat_std = None
         self.base_vocab_size = base_vocab_size  # rows beyond this were added (and randomly initialised) by us
         self.family: Family = info.family
         self.layout = install_layout(backbone, self.family)
@@ -107,6 +124,8 @@ class VLSeq2Seq(nn.Module):
                      ) -> torch.Tensor:
         """(B, V, F) for one image/video, or (B, I, V, F) for I images (NLVR2: I=2 → 72 tokens)."""
         cfg = self.visual_config
+        if self.feat_mean is not None:
+            vis_feats = (vis_feats - self.feat_mean.to(vis_feats.dtype)) / self.feat_std.to(vis_feats.dtype)
         if vis_feats.dim() == 4:
             b, n_img, _, f = vis_feats.shape
             if cfg.downsample and vis_feats.shape[2] == 49:

@@ -2,7 +2,7 @@
 
 Public API: ``build_task`` (standard layout), ``build_task_table``, ``BuildReport``,
 ``open_task_table``, ``task_table_metadata``, ``TaskDataset``, ``MultiTaskDataset``,
-``MultiTaskBatchSampler``, ``MultiTaskCollator``, ``multitask_loader``.
+``ConcatTaskDataset``, ``MultiTaskBatchSampler``, ``MultiTaskCollator``, ``multitask_loader``.
 """
 
 from pipelines.tasks.build import (
@@ -15,6 +15,7 @@ from pipelines.tasks.build import (
     write_report,
 )
 from pipelines.tasks.loader import (
+    ConcatTaskDataset,
     MultiTaskBatchSampler,
     MultiTaskCollator,
     MultiTaskDataset,
@@ -25,6 +26,7 @@ from pipelines.tasks.loader import (
 __all__ = [
     "TASKS",
     "BuildReport",
+    "ConcatTaskDataset",
     "MultiTaskBatchSampler",
     "MultiTaskCollator",
     "MultiTaskDataset",

@@ -14,7 +14,7 @@ Columns (one schema for every task, nulls where a task has no such field):
 ``example_id`` (question_id / identifier / image_id / qid / clip_id as text), ``media_ids`` (1 image, 2 for
 NLVR2, 1 video), ``text`` (question / sentence), ``subs`` (subtitle lines stripped and space-joined), ``ts``
 (timestamp text), ``choices``, ``targets`` (answers / "true"|"false" / captions / "a<idx>"), ``scores`` (soft
-scores of ``targets`` for VQA/GQA).
+scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answers the official metric scores against).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pipelines.tables.hashing import sha256_file
 
 TASKS = ("vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c")
 VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
-TASK_TABLE_VERSION = "1"
+TASK_TABLE_VERSION = "2"  # 2: raw_answers (VQA's 10 annotator answers, for the official metric)
 _META = "vlpet_task."
 _QA = ("qid", "question", "choices", "answer_idx", "ts", "subtitles", "media_id")
 _CAP = ("clip_id", "ts", "captions", "subtitles", "media_id")
@@ -56,6 +56,7 @@ TASK_SCHEMA = pa.schema([
     pa.field("choices", pa.list_(pa.string())),
     pa.field("targets", pa.list_(pa.string()), nullable=False),
     pa.field("scores", pa.list_(pa.float32())),
+    pa.field("raw_answers", pa.list_(pa.string())),
 ])
 
 
@@ -92,7 +93,8 @@ def _row(task: str, rec: dict[str, Any], path: Path) -> dict[str, Any]:
             answers = rec["answers"]  # null = unlabelled (test) → scores null; [] = labelled, no answer in vocab
             return {"example_id": rec["question_id"], "media_ids": [rec["media_id"]], "text": rec["question"],
                     "targets": [a["answer"] for a in answers or []],
-                    "scores": None if answers is None else [a["score"] for a in answers]}
+                    "scores": None if answers is None else [a["score"] for a in answers],
+                    "raw_answers": rec.get("raw_answers")}
         if task == "nlvr2":
             return {"example_id": rec["identifier"], "media_ids": [rec["media_id0"], rec["media_id1"]],
                     "text": rec["sentence"], "targets": ["true" if rec["label"] else "false"]}

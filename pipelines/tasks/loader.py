@@ -109,6 +109,9 @@ class TaskDataset(torch.utils.data.Dataset):
                               "text": self._value("text", row) or "", "subs": self._value("subs", row),
                               "ts": self._value("ts", row), "choices": self._value("choices", row),
                               "references": targets}
+        raw = self._value("raw_answers", row) if "raw_answers" in self._cols else None
+        if raw:
+            ex["raw_answers"] = raw
         if self._expand:
             ex["target"] = targets[int(self._caption[index])]
         elif self.fmt.answer_sampling:
@@ -134,6 +137,51 @@ class TaskDataset(torch.utils.data.Dataset):
         if isinstance(key, tuple):
             _, index, epoch = key
             return self.example(index, epoch)
+        return self.example(key)
+
+
+class ConcatTaskDataset(torch.utils.data.Dataset):
+    """Several task tables of one task as one dataset (GQA trains on ``train`` + ``valid``, spec §5).
+
+    Indices run through the parts in order; the per-example RNG key is the global index, so the answer
+    sampling stays deterministic for (seed, epoch, index)."""
+
+    def __init__(self, parts: Sequence[TaskDataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatTaskDataset needs at least one task table")
+        tasks = {p.task for p in parts}
+        if len(tasks) != 1:
+            raise ValueError(f"cannot concatenate tables of different tasks {sorted(tasks)}: "
+                             f"{[str(p.table_path) for p in parts]}")
+        self.parts = list(parts)
+        self.task = parts[0].task
+        self.fmt = parts[0].fmt
+        self._starts = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def example(self, index: int, epoch: int = 0) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"task {self.task}: index {index} out of range for {len(self)} examples")
+        k = int(np.searchsorted(self._starts, index, side="right") - 1)
+        part = self.parts[k]
+        local = index - int(self._starts[k])
+        seed = part.seed
+        ex = part.example(local, epoch)
+        if part.fmt.answer_sampling and part.train and k:
+            # re-sample with the global index so two parts never share an RNG stream
+            row = part.row_of(local)
+            targets, scores = part._value("targets", row), part._value("scores", row)
+            if targets and scores:
+                answer, score = sample_answer(targets, scores, _rng(seed, epoch, self.task, index))
+                ex["target"] = answer
+                ex["weight"] = score if part.fmt.answer_sampling == "weighted" else 1.0
+        return ex
+
+    def __getitem__(self, key: int | Key) -> dict[str, Any]:
+        if isinstance(key, tuple):
+            return self.example(key[1], key[2])
         return self.example(key)
 
 
@@ -172,6 +220,7 @@ class MultiTaskBatchSampler:
     drop_last: bool = False
     pad: bool = True
     temperature: float = 2.0
+    start: int = 0  # batches of this rank's epoch to skip (resume from a checkpoint's position)
 
     def __post_init__(self) -> None:
         if self.mode not in ("roundrobin", "proportional", "temperature"):
@@ -184,6 +233,10 @@ class MultiTaskBatchSampler:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """Start ``epoch`` at batch ``start`` (its first ``start`` batches are not produced at all)."""
+        self.epoch, self.start = epoch, start
 
     def task_batches(self, task: str, round_: int = 0) -> list[list[int]]:
         """One pass over ``task``'s examples as batches, shuffled by (seed, epoch, task, round)."""
@@ -228,11 +281,11 @@ class MultiTaskBatchSampler:
         return batches[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[list[Key]]:
-        for task, idx in self.rank_batches():
+        for task, idx in self.rank_batches()[self.start:]:
             yield [(task, i, self.epoch) for i in idx]
 
     def __len__(self) -> int:
-        return len(self.rank_batches())
+        return max(0, len(self.rank_batches()) - self.start)
 
 
 class MultiTaskCollator:
@@ -249,7 +302,7 @@ class MultiTaskCollator:
         return collate(examples, self.tokenizer, task_format(task), rng=random.Random(0), **kw)
 
 
-def multitask_loader(datasets: Mapping[str, TaskDataset], tokenizer: Any, base_batch_size: int, *,
+def multitask_loader(datasets: Mapping[str, TaskDataset | ConcatTaskDataset], tokenizer: Any, base_batch_size: int, *,
                      mode: Mode = "roundrobin", seed: int = 0, epoch: int = 0, rank: int = 0, world_size: int = 1,
                      num_workers: int = 0, batch_sizes: Mapping[str, int] | None = None,
                      **loader_kw: Any) -> torch.utils.data.DataLoader:
@@ -260,5 +313,8 @@ def multitask_loader(datasets: Mapping[str, TaskDataset], tokenizer: Any, base_b
     sizes = data.sizes()
     sampler = MultiTaskBatchSampler(sizes, batch_sizes or task_batch_sizes(base_batch_size, list(sizes)),
                                     mode=mode, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
+    # A private generator: creating the loader's iterator must not draw from the global torch RNG (dropout's),
+    # or a resumed run would see other dropout masks than the uninterrupted one.
+    loader_kw.setdefault("generator", torch.Generator().manual_seed(seed))
     return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=MultiTaskCollator(tokenizer),
                                        num_workers=num_workers, **loader_kw)

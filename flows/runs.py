@@ -1,0 +1,374 @@
+"""Training and evaluation runs on task tables: the plain functions behind ``vlpet train`` / ``vlpet evaluate``
+and the ``train`` / ``evaluate`` flows.
+
+They join the two halves the architecture keeps apart: ``pipelines.tasks`` (memory-mapped task tables, the
+multi-task loader) and ``vlpet`` (model, trainer, generation, metrics). Nothing here imports Prefect.
+
+A run directory holds ``config.json`` (the whole training config, backbone origin, data tables and
+snapshot ids, trainable parameter names without weight decay), the trainer's files (``checkpoints/``,
+``losses.jsonl``, ``tensorboard/``, ``model/``, ``train_summary.json``) and, after evaluation,
+``metrics.json``, ``predictions/<task>.<split>.json``, ``report.md`` and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipelines.tasks import ConcatTaskDataset, MultiTaskCollator, TaskDataset, multitask_loader, open_task_table
+from pipelines.tasks.build import task_table_metadata
+from vlpet.batch import TASK_FORMATS, format_input
+from vlpet.train import DistInfo, TrainConfig, Trainer, dist_from_env, preset, read_losses, resolve_device
+from vlpet.train.distributed import barrier, init_process_group
+
+log = logging.getLogger(__name__)
+CONFIG_FILE = "config.json"
+
+
+# ---------------------------------------------------------------------------------------------- configs
+def load_train_config(preset_name: str | None = None, config_file: str | Path | None = None,
+                      overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """A preset, or a JSON config file, with ``overrides`` on top (all validated by pydantic)."""
+    if (preset_name is None) == (config_file is None):
+        raise ValueError("give exactly one of a preset name or a config file")
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read training config {path}: {e}") from None
+        data = data.get("train", data)  # a run directory's config.json works too
+        return TrainConfig.model_validate({**data, **(overrides or {})})
+    return preset(preset_name, **(overrides or {}))
+
+
+# ---------------------------------------------------------------------------------------------- data
+def table_path(tasks_dir: Path, task: str, split: str) -> Path:
+    path = Path(tasks_dir) / task / f"{split}.arrow"
+    if not path.is_file():
+        raise FileNotFoundError(f"no task table {path} (task {task!r}, split {split!r}); build it with the "
+                                "build-dataset flow or pipelines.tasks.build_task")
+    return path
+
+
+def train_datasets(tasks_dir: Path, cfg: TrainConfig) -> dict[str, TaskDataset | ConcatTaskDataset]:
+    out: dict[str, TaskDataset | ConcatTaskDataset] = {}
+    for task in cfg.tasks:
+        splits = cfg.train_splits.get(task)
+        if not splits:
+            raise ValueError(f"config {cfg.name}: no train split for task {task!r} in train_splits")
+        parts = [TaskDataset(table_path(tasks_dir, task, s), train=True, seed=cfg.loader_seed) for s in splits]
+        out[task] = parts[0] if len(parts) == 1 else ConcatTaskDataset(parts)
+    return out
+
+
+def describe_tables(tasks_dir: Path, cfg: TrainConfig) -> dict[str, list[dict[str, str]]]:
+    """Every train table of the run with its snapshot and source hash (saved in config.json, for lineage)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for task in cfg.tasks:
+        for split in cfg.train_splits[task]:
+            path = table_path(tasks_dir, task, split)
+            meta = task_table_metadata(open_task_table(path).schema)
+            out.setdefault(task, []).append({"split": split, "path": str(path.resolve()),
+                                             "snapshot_id": meta.get("snapshot_id", ""),
+                                             "source_sha256": meta.get("source_sha256", "")})
+    return out
+
+
+class LoaderBatchSource:
+    """``vlpet.train.BatchSource`` over the memory-mapped multi-task loader (sharded by rank under DDP)."""
+
+    def __init__(self, datasets: Mapping[str, Any], tokenizer: Any, cfg: TrainConfig, dist: DistInfo) -> None:
+        self.loader = multitask_loader(datasets, tokenizer, cfg.batch_size, mode=cfg.multitask, seed=cfg.loader_seed,
+                                       rank=dist.rank, world_size=dist.world_size, num_workers=cfg.num_workers,
+                                       batch_sizes=cfg.task_batch_sizes, pin_memory=torch.cuda.is_available())
+        self.sampler = self.loader.batch_sampler
+
+    def num_batches(self, epoch: int) -> int:
+        self.sampler.set_position(epoch, 0)
+        return len(self.sampler)
+
+    def batches(self, epoch: int, start: int = 0) -> Any:
+        self.sampler.set_position(epoch, start)
+        return iter(self.loader)
+
+
+def corpus_texts(datasets: Mapping[str, Any]) -> list[str]:
+    """The encoder inputs and targets of every training example (tokenizer/pre-training text)."""
+    texts: list[str] = []
+    for task, ds in datasets.items():
+        fmt = TASK_FORMATS[task]
+        parts = ds.parts if isinstance(ds, ConcatTaskDataset) else [ds]
+        for part in parts:
+            cols = {c: part.column(c) for c in ("text", "subs", "ts", "choices", "targets")}
+            for i in range(part.n_rows):
+                ex = {k: v[i] for k, v in cols.items()}
+                ex["text"] = ex["text"] or ""
+                texts.append(format_input(fmt, ex))
+                texts.extend(ex["targets"] or [])
+    return texts
+
+
+def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
+    """The backbone to build and its tokenizer. Pretrained weights on disk are used as they are; a random
+    backbone gets a BPE tokenizer trained on the data's text and, when ``cfg.pretrain`` is set, a short
+    denoising pre-training (``vlpet.pretrain``), recorded in config.json and the model's origin."""
+    from transformers.utils import logging as hf_logging
+
+    from vlpet.backbones import architecture_config, pretrained_available
+    from vlpet.pretrain import PRETRAINING_RECORD, denoising_pretrain
+    from vlpet.tokenization import train_tokenizer
+
+    hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars are noise in a training log
+
+    if pretrained_available(cfg.backbone):
+        return cfg.backbone, None, None
+    family = "t5" if architecture_config(cfg.backbone).model_type == "t5" else "bart"
+    out = run_dir / "backbone"
+    if cfg.pretrain is not None and (out / PRETRAINING_RECORD).is_file():
+        return str(out), None, json.loads((out / PRETRAINING_RECORD).read_text())  # made by an earlier attempt
+    tok_dir = run_dir / "tokenizer"
+    if cfg.pretrain is None and tok_dir.is_dir():  # trained by rank 0 / an earlier attempt: every rank shares it
+        from transformers import AutoTokenizer
+
+        return cfg.backbone, AutoTokenizer.from_pretrained(tok_dir, local_files_only=True), None
+    texts = corpus_texts(datasets)
+    vocab = cfg.pretrain.tokenizer_vocab_size if cfg.pretrain else 2000
+    tok = train_tokenizer(texts, family, vocab_size=vocab)
+    if cfg.pretrain is None:
+        tok.save_pretrained(tok_dir)
+        return cfg.backbone, tok, None
+    p = cfg.pretrain
+    record = denoising_pretrain(cfg.backbone, tok, texts, out, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
+                                mask_prob=p.mask_prob, seed=cfg.seed)
+    return str(out), None, record
+
+
+def feature_stats(datasets: Mapping[str, Any], max_examples: int = 256) -> tuple[list[float], list[float]]:
+    """Per-dimension mean and std of the training features (every token/frame row of up to ``max_examples``
+    evenly spaced examples per task), for ``feature_norm="standardize"``."""
+    import numpy as np
+
+    total, total_sq, n = None, None, 0
+    for ds in datasets.values():
+        step = max(1, len(ds) // max_examples)
+        for i in range(0, len(ds), step):
+            rows = np.asarray(ds.example(i)["vis"], dtype=np.float64)
+            rows = rows.reshape(-1, rows.shape[-1])
+            total = rows.sum(0) if total is None else total + rows.sum(0)
+            total_sq = (rows ** 2).sum(0) if total_sq is None else total_sq + (rows ** 2).sum(0)
+            n += rows.shape[0]
+    if not n:
+        raise ValueError("no training features to standardise")
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 0.0)) + 1e-6
+    return mean.astype(np.float32).tolist(), std.astype(np.float32).tolist()
+
+
+# ---------------------------------------------------------------------------------------------- train
+def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, device: str = "auto",
+              progress: bool = True, on_step: Any = None, data_notes: list[str] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` on the task tables under ``tasks_dir`` into the run directory ``out``.
+
+    An existing run directory made with the same config resumes from its latest checkpoint; one that
+    finished already is returned as it is (nothing recomputed). Works under ``torchrun`` (DDP)."""
+    from vlpet.build import build_model
+    from vlpet.params import count_parameters
+    from vlpet.train import no_decay_names
+
+    tasks_dir, run_dir = Path(tasks_dir), Path(out)
+    dist = dist_from_env()
+    dev = resolve_device(device, dist)
+    init_process_group(dist, dev)
+    summary_path = run_dir / "train_summary.json"
+    if summary_path.is_file() and _same_config(run_dir, cfg):
+        return {"config": json.loads((run_dir / CONFIG_FILE).read_text()),
+                "train": json.loads(summary_path.read_text()), "skipped": True}
+    if (run_dir / CONFIG_FILE).is_file() and not _same_config(run_dir, cfg):
+        raise ValueError(f"{run_dir} holds a run with another training config; choose a new --out directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    datasets = train_datasets(tasks_dir, cfg)
+    if dist.is_main:
+        backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)
+    barrier(dist)
+    if not dist.is_main:
+        backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)  # reads what rank 0 wrote
+    from vlpet.model import VisualConfig
+
+    visual = VisualConfig(feat_dim=cfg.feat_dim)
+    if cfg.feature_norm == "standardize":
+        visual.feat_mean, visual.feat_std = feature_stats(datasets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, tok = build_model(backbone, _method(cfg), feat_dim=cfg.feat_dim, tokenizer=tok, seed=cfg.seed,
+                                 visual=visual)
+    torch.manual_seed(cfg.seed)
+    trainable, total = count_parameters(model)
+    config = {
+        "train": cfg.model_dump(mode="json"),
+        "backbone": model.info.as_dict(),
+        "random_init_backbone": not model.info.pretrained or pretraining is not None,
+        "backbone_pretraining": pretraining,
+        "tasks_dir": str(tasks_dir.resolve()),
+        "train_tables": describe_tables(tasks_dir, cfg),
+        "trainable_params": trainable, "total_params": total,
+        "no_weight_decay_params": no_decay_names(model),
+        "feature_norm": cfg.feature_norm,
+        "device": str(dev), "world_size": dist.world_size,
+        "data_notes": list(data_notes or []),
+    }
+    if dist.is_main:
+        _write_json(run_dir / CONFIG_FILE, config)
+    source = LoaderBatchSource(datasets, tok, cfg, dist)
+    validate = None
+    if cfg.validate_every_epoch:
+        def validate(m: Any, epoch: int) -> dict[str, Any]:
+            scores = evaluate_model(m, tok, cfg, tasks_dir, "val", device=dev, progress=False)
+            values = [s["score"] for s in scores.values() if s.get("score") is not None]
+            return {"score": sum(values) / len(values) if values else float("-inf"),
+                    "per_task": {t: s.get("score") for t, s in scores.items()}}
+    trainer = Trainer(model, cfg, source, run_dir, tokenizer=tok, device=dev, dist_info=dist, validate=validate,
+                      on_step=on_step, progress=progress)
+    result = trainer.fit()
+    return {"config": config, "train": result.as_dict(), "skipped": False}
+
+
+def _method(cfg: TrainConfig) -> Any:
+    """The method config: the named method, with ``method_overrides`` validated on top."""
+    from vlpet.config import method_config
+
+    base = method_config(cfg.method)
+    if not cfg.method_overrides:
+        return base
+    return type(base).model_validate({**base.model_dump(), **cfg.method_overrides})
+
+
+def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
+    from vlpet.train import config_digest
+
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        return False
+    saved = TrainConfig.model_validate(json.loads(path.read_text())["train"])
+    return config_digest(saved) == config_digest(cfg)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from vlpet.evaluation import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+def eval_examples(ds: TaskDataset) -> list[Any]:
+    from vlpet.evaluation import EvalExample
+
+    ids, targets = ds.column("example_id"), ds.column("targets")
+
+    def optional(name: str) -> list[Any]:
+        try:
+            return ds.column(name)
+        except KeyError:  # a table built before the column existed
+            return [None] * len(ids)
+
+    scores, raw = optional("scores"), optional("raw_answers")
+    return [EvalExample(str(i), list(t or []), s, r) for i, t, s, r in zip(ids, targets, scores, raw, strict=True)]
+
+
+def _train_examples(tasks_dir: Path, cfg: TrainConfig, task: str) -> list[Any]:
+    out: list[Any] = []
+    for split in cfg.train_splits[task]:
+        out.extend(eval_examples(TaskDataset(table_path(tasks_dir, task, split), train=False)))
+    return out
+
+
+def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path, which: str = "test", *,
+                   device: Any = "cpu", progress: bool = False, predictions_dir: Path | None = None,
+                   baselines: bool = False) -> dict[str, dict[str, Any]]:
+    """Predict and score every task of ``cfg`` on its ``which`` split (``val`` or ``test``, or a split name)."""
+    from vlpet.evaluation import majority_baseline, predict, score_task
+
+    results: dict[str, dict[str, Any]] = {}
+    was_training = model.training
+    model.eval()
+    for task in cfg.tasks:
+        split = {"val": cfg.val_splits, "test": cfg.test_splits}.get(which, {}).get(task, which)
+        ds = TaskDataset(table_path(tasks_dir, task, split), train=False)
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False,
+                                             collate_fn=MultiTaskCollator(tokenizer), num_workers=0)
+        t0 = time.perf_counter()
+        preds = predict(model, tokenizer, loader, device=device, overrides=cfg.generation.get(task),
+                        progress=progress)
+        examples = eval_examples(ds)
+        res = score_task(task, preds, examples)
+        res.update(split=split, seconds=round(time.perf_counter() - t0, 2))
+        if baselines:
+            res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples)
+        if predictions_dir is not None:
+            _write_json(predictions_dir / f"{task}.{split}.json",
+                        [{"example_id": e.example_id, "prediction": preds[e.example_id],
+                          "targets": e.targets} for e in examples])
+        results[task] = res
+    model.train(was_training)
+    return results
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | Path | None = None,
+                 device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Evaluate a finished run's selected model: metrics.json, predictions, report.md and loss.png."""
+    from vlpet.checkpoint import load_model
+    from vlpet.evaluation import loss_curve_png, markdown_report, write_text_atomic
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file() or not (run_dir / "model").is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a finished training run (needs {CONFIG_FILE} and model/)")
+    saved = json.loads(cfg_path.read_text())
+    cfg = TrainConfig.model_validate(saved["train"])
+    tasks_dir = Path(tasks_dir or saved["tasks_dir"])
+    dev = resolve_device(device, DistInfo())
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, tok = load_model(run_dir / "model")
+    model.to(dev)
+    metrics = evaluate_model(model, tok, cfg, tasks_dir, split, device=dev, progress=progress,
+                             predictions_dir=run_dir / "predictions", baselines=True)
+    losses = read_losses(run_dir)
+    png = run_dir / "loss.png"
+    if losses.get("all"):
+        loss_curve_png(losses, png)
+    notes = _notes(saved)
+    summary = json.loads((run_dir / "train_summary.json").read_text()) if (run_dir / "train_summary.json").is_file() \
+        else {}
+    out = {"run": str(run_dir), "split": split, "tasks": metrics, "notes": notes, "train": summary,
+           "seconds": round(time.perf_counter() - t0, 2), "device": str(dev)}
+    _write_json(run_dir / "metrics.json", out)
+    baselines = {t: m["majority_baseline"] for t, m in metrics.items()}
+    text = markdown_report(f"{cfg.name}: evaluation on {split}", saved["train"], metrics, baselines, notes,
+                           "loss.png" if png.is_file() else None)
+    write_text_atomic(run_dir / "report.md", text)
+    return out
+
+
+def _notes(saved: Mapping[str, Any]) -> list[str]:
+    notes = []
+    bb = saved.get("backbone", {})
+    if saved.get("backbone_pretraining"):
+        p = saved["backbone_pretraining"]
+        notes.append(f"Backbone: {p['origin']} ({p['steps']} steps, batch {p['batch_size']}, lr {p['lr']}); "
+                     "not a public pretrained checkpoint, so the scores are not comparable to the paper's.")
+    elif not bb.get("pretrained", True):
+        notes.append(f"Backbone {bb.get('name')} has RANDOM weights (no pretrained checkpoint on this machine).")
+    else:
+        notes.append(f"Backbone {bb.get('name')}: {bb.get('origin', bb.get('source'))}.")
+    notes.append("Scores are fractions (coco-caption scale for CIDEr), not x100 as in the paper's tables.")
+    notes.extend(saved.get("data_notes") or [])
+    return notes

@@ -1,0 +1,111 @@
+"""``vlpet train``, ``vlpet evaluate`` and ``vlpet presets``: the command-line face of ``flows.runs``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON when they parse (``epochs=3``, ``tasks=["vqa"]``), else text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="task tables directory (<task>/<split>.arrow), e.g. data/tasks"),
+    out: Path = typer.Option(..., "--out", help="run directory (resumed when it holds a run of the same config)"),
+    preset: str | None = typer.Option(None, help="a preset name (see `vlpet presets`)"),
+    config: Path | None = typer.Option(None, help="a JSON training config instead of a preset"),
+    overrides: list[str] = typer.Option([], "--set", help="override a config field: KEY=VALUE (repeatable)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    evaluate: bool = typer.Option(True, help="evaluate on the test splits when training ends"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
+    from flows.runs import evaluate_run, load_train_config, train_run
+    from vlpet.train import dist_from_env
+
+    try:
+        cfg = load_train_config(preset, config, parse_overrides(overrides))
+    except (ValueError, ValidationError) as e:
+        raise typer.BadParameter(str(e), param_hint="--preset/--config/--set") from None
+    result = train_run(cfg, data, out, device=device, progress=progress)
+    t = result["train"]
+    if not dist_from_env().is_main:
+        return
+    state = "already finished (nothing recomputed)" if result["skipped"] else f"{t['steps']} steps in {t['seconds']} s"
+    console.print(f"trained {cfg.name}: {state}; loss {t['loss_first']} -> {t['loss_last']}; model {t['model_dir']}")
+    if evaluate:
+        print_metrics(evaluate_run(out, "test", tasks_dir=data, device=device, progress=progress))
+
+
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="a training run directory"),
+    split: str = typer.Option("test", help="test | val | a split name"),
+    data: Path | None = typer.Option(None, "--data", help="task tables directory (default: the one trained on)"),
+    device: str = typer.Option("auto"),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Evaluate a run: metrics.json, predictions per task, report.md with a loss-curve PNG."""
+    from flows.runs import evaluate_run
+
+    try:
+        print_metrics(evaluate_run(run_dir, split, tasks_dir=data, device=device, progress=progress))
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="RUN_DIR") from None
+
+
+def print_metrics(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['run']} on {result['split']}")
+    for col in ("task", "split", "metric", "score", "majority baseline", "n"):
+        table.add_column(col, justify="left" if col in ("task", "split", "metric") else "right")
+    for task, m in result["tasks"].items():
+        base = m.get("majority_baseline", {}).get("score")
+        table.add_row(task, m.get("split", ""), m["metric"], _fmt(m.get("score")), _fmt(base), str(m.get("n", "")))
+    console.print(table)
+    for note in result.get("notes", []):
+        console.print(f"note: {note}")
+    run = Path(result["run"])
+    console.print(f"metrics: {run / 'metrics.json'}\nreport: {run / 'report.md'}")
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def presets(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The training presets and their main hyper-parameters."""
+    from vlpet.train import PRESETS
+
+    if as_json:
+        typer.echo(json.dumps({k: v.model_dump(mode="json") for k, v in PRESETS.items()}, indent=1))
+        return
+    table = Table(title="training presets")
+    for col in ("name", "backbone", "method", "tasks", "lr", "epochs", "batch"):
+        table.add_column(col)
+    for name, c in PRESETS.items():
+        table.add_row(name, c.backbone, c.method, ",".join(c.tasks), f"{c.lr:g}", str(c.epochs), str(c.batch_size))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(presets)

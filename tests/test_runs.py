@@ -1,0 +1,125 @@
+"""``vlpet train`` / ``vlpet evaluate`` on real task tables (tiny synthetic data, fake features)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.runs import load_train_config, train_run
+from pipelines.tasks import ConcatTaskDataset, build_task_table
+from tests.pipelines.test_tasks_support import IMAGE_F, make_store, prepared_root, shared_build
+from vlpet.train import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS
+
+TASKS = ["vqa", "gqa", "nlvr2"]
+
+
+@pytest.fixture(scope="module")
+def tasks_dir() -> Path:
+    base, _ = shared_build()
+    root = prepared_root(base)
+    out = base / "all-splits"
+    for task in TASKS:
+        store = base / "stores" / task
+        if not (store / "snapshots").is_dir():
+            make_store(store, root / "tables" / task / "media.arrow", False)
+        for split in {*TRAIN_SPLITS[task], VAL_SPLITS[task], TEST_SPLITS[task]}:
+            build_task_table(task, split, root / "tables" / task / f"{split}.arrow", store,
+                             out / task / f"{split}.arrow")
+    return out
+
+
+def _overrides(**kw) -> dict:
+    return {"tasks": TASKS, "feat_dim": IMAGE_F, "epochs": 1, "batch_size": 12, "max_steps": 6,
+            "pretrain": {"steps": 3, "batch_size": 4, "tokenizer_vocab_size": 400}, "eval_batch_size": 16,
+            "save_every_steps": 3, **kw}
+
+
+def test_train_then_evaluate_writes_a_complete_run(tasks_dir, tmp_path):
+    from vlpet.train.config import TrainConfig
+
+    cfg = load_train_config("synthetic-image", overrides=_overrides())
+    run = tmp_path / "run"
+    result = train_run(cfg, tasks_dir, run, device="cpu", progress=False, data_notes=["synthetic test data"])
+    assert result["train"]["steps"] == 6 and not result["skipped"]
+    saved = json.loads((run / "config.json").read_text())
+    assert TrainConfig.model_validate(saved["train"]) == cfg  # every hyper-parameter visible and exact
+    assert saved["train"]["adam_eps"] == 1e-6 and saved["train"]["clip_grad_norm"] == 5.0
+    assert saved["backbone_pretraining"]["steps"] == 3 and saved["random_init_backbone"] is True
+    assert saved["train_tables"]["gqa"][1]["split"] == "valid"  # GQA trains on train + valid
+    assert all(n.endswith("bias") for n in saved["no_weight_decay_params"])
+
+    runner = CliRunner()
+    from flows.cli import app
+
+    res = runner.invoke(app, ["evaluate", str(run), "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == set(TASKS)
+    for task, m in metrics["tasks"].items():
+        assert m["split"] == TEST_SPLITS[task]
+        assert 0.0 <= m["score"] <= 1.0
+        assert "prediction" in m["majority_baseline"]
+        preds = json.loads((run / "predictions" / f"{task}.{m['split']}.json").read_text())
+        assert len(preds) == m["n"] + m.get("unlabelled", 0)
+    assert metrics["tasks"]["vqa"]["vqa_scoring"] == "official"  # the 10 raw answers reach the metric
+    report = (run / "report.md").read_text()
+    assert "denoising" in report and "synthetic test data" in report and "loss.png" in report
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    again = train_run(cfg, tasks_dir, run, device="cpu", progress=False)
+    assert again["skipped"] is True  # a finished run is not recomputed
+    with pytest.raises(ValueError, match="another training config"):
+        train_run(load_train_config("synthetic-image", overrides=_overrides(lr=1e-2)), tasks_dir, run,
+                  device="cpu", progress=False)
+
+
+def test_train_cli_rejects_bad_configs(tasks_dir, tmp_path):
+    from flows.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--preset", "nope", "--data", str(tasks_dir), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "unknown preset" in res.output
+    res = runner.invoke(app, ["train", "--preset", "synthetic-image", "--set", "epochz=3", "--data", str(tasks_dir),
+                              "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "epochz" in res.output
+    res = runner.invoke(app, ["train", "--preset", "synthetic-image", "--set", "tasks=[\"vqa\",\"tvqa\"]",
+                              "--data", str(tasks_dir), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "mix image and video" in res.output
+
+
+def test_missing_table_names_the_file(tasks_dir, tmp_path):
+    cfg = load_train_config("synthetic-image", overrides=_overrides(tasks=["coco"]))
+    with pytest.raises(FileNotFoundError, match=r"coco[/\\]train\.arrow"):
+        train_run(cfg, tasks_dir, tmp_path / "run", device="cpu", progress=False)
+
+
+def test_presets_copy_the_paper_scripts():
+    from vlpet.train import PRESETS
+
+    large = PRESETS["vl-pet-large-bart-image"]
+    assert (large.lr, large.epochs, large.batch_size, large.warmup_ratio, large.clip_grad_norm) == (
+        1e-3, 20, 500, 0.1, 5.0)
+    assert (large.weight_decay, large.adam_eps, large.seed, large.loader_seed, large.precision) == (
+        0.01, 1e-6, 42, 0, "fp32")
+    t5 = PRESETS["vl-pet-small-t5-image"]
+    assert (t5.backbone, t5.lr, t5.batch_size, t5.method) == ("t5-base", 3e-4, 300, "vl-pet-small")
+    video = PRESETS["vl-pet-middley-bart-video"]
+    assert (video.lr, video.batch_size, video.feat_dim, video.checkpoint_selection) == (7e-4, 50, 512, "best-val")
+    assert video.tasks == ["tvqa", "how2qa", "tvc", "yc2c"]
+    assert large.train_splits["gqa"] == ["train", "valid"] and large.test_splits["vqa"] == "karpathy_test"
+
+
+def test_concat_dataset_indexes_through_its_parts(tasks_dir):
+    from pipelines.tasks import TaskDataset
+
+    a = TaskDataset(tasks_dir / "gqa" / "train.arrow")
+    b = TaskDataset(tasks_dir / "gqa" / "valid.arrow")
+    both = ConcatTaskDataset([a, b])
+    assert len(both) == len(a) + len(b)
+    assert both.example(len(a))["example_id"] == b.example(0)["example_id"]
+    assert both.example(len(a) - 1)["example_id"] == a.example(len(a) - 1)["example_id"]
+    with pytest.raises(IndexError):
+        both.example(len(both))
