@@ -31,12 +31,13 @@ import importlib.util
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from vlpet.atomic import write_text_atomic
 
 CACHE_DIRNAME = ".vlpet"
 HASH_CHUNK = 1 << 20
@@ -65,20 +66,8 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
-    """Write JSON to a temp file in the same directory, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=indent, sort_keys=True, default=_json_default)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """JSON (sorted keys) written atomically (``vlpet.atomic``: temp file, fsync, ``os.replace``)."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))
 
 
 # ----------------------------------------------------------------------------------------------- code version

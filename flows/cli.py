@@ -36,6 +36,7 @@ def prefect_env(workdir: Path) -> None:
                 "PREFECT_LOGGING_LEVEL": "WARNING"}
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # the ephemeral server's SQLite lives there
 
 
 @app.command()

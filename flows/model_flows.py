@@ -51,7 +51,8 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
 
     def work() -> dict[str, Any]:
         t = time.perf_counter()
-        result = train_run(cfg, tasks, out, device=device, progress=progress, data_notes=data_notes)
+        # A miss means the inputs changed: an older run in ``out`` is moved aside (kept), never reused.
+        result = train_run(cfg, tasks, out, device=device, progress=progress, data_notes=data_notes, replace=True)
         seconds = time.perf_counter() - t
         model_dir = Path(result["train"]["model_dir"])
         conf = result["config"]

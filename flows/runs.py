@@ -77,9 +77,30 @@ def describe_tables(tasks_dir: Path, cfg: TrainConfig) -> dict[str, list[dict[st
             path = table_path(tasks_dir, task, split)
             meta = task_table_metadata(open_task_table(path).schema)
             out.setdefault(task, []).append({"split": split, "path": str(path.resolve()),
+                                             "sha256": _sha256_file(path),
                                              "snapshot_id": meta.get("snapshot_id", ""),
                                              "source_sha256": meta.get("source_sha256", "")})
     return out
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _same_tables(run_dir: Path, tables: Mapping[str, list[dict[str, str]]]) -> bool:
+    """Whether the run in ``run_dir`` trained on tables with exactly these contents."""
+    saved = json.loads((run_dir / CONFIG_FILE).read_text()).get("train_tables", {})
+
+    def digest(t: Mapping[str, list[dict[str, str]]]) -> dict[str, list[tuple[str, str]]]:
+        return {task: [(e["split"], e.get("sha256", "")) for e in entries] for task, entries in t.items()}
+
+    return digest(saved) == digest(tables)
 
 
 class LoaderBatchSource:
@@ -174,11 +195,14 @@ def feature_stats(datasets: Mapping[str, Any], max_examples: int = 256) -> tuple
 
 # ---------------------------------------------------------------------------------------------- train
 def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, device: str = "auto",
-              progress: bool = True, on_step: Any = None, data_notes: list[str] | None = None) -> dict[str, Any]:
+              progress: bool = True, on_step: Any = None, data_notes: list[str] | None = None,
+              replace: bool = False) -> dict[str, Any]:
     """Train ``cfg`` on the task tables under ``tasks_dir`` into the run directory ``out``.
 
-    An existing run directory made with the same config resumes from its latest checkpoint; one that
-    finished already is returned as it is (nothing recomputed). Works under ``torchrun`` (DDP)."""
+    An existing run directory made with the same config and the same table contents resumes from its
+    latest checkpoint, or is returned as it is when it finished (nothing recomputed). One made with another
+    config or other data is an error, unless ``replace``: then it is renamed aside (kept) and training
+    starts afresh. Works under ``torchrun`` (DDP)."""
     from vlpet.build import build_model
     from vlpet.params import count_parameters
     from vlpet.train import no_decay_names
@@ -187,12 +211,22 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     dist = dist_from_env()
     dev = resolve_device(device, dist)
     init_process_group(dist, dev)
-    summary_path = run_dir / "train_summary.json"
-    if summary_path.is_file() and _same_config(run_dir, cfg):
-        return {"config": json.loads((run_dir / CONFIG_FILE).read_text()),
-                "train": json.loads(summary_path.read_text()), "skipped": True}
-    if (run_dir / CONFIG_FILE).is_file() and not _same_config(run_dir, cfg):
-        raise ValueError(f"{run_dir} holds a run with another training config; choose a new --out directory")
+    tables = describe_tables(tasks_dir, cfg)
+    if (run_dir / CONFIG_FILE).is_file():
+        same_config, same_data = _same_config(run_dir, cfg), _same_tables(run_dir, tables)
+        if same_config and same_data and (run_dir / "train_summary.json").is_file():
+            return {"config": json.loads((run_dir / CONFIG_FILE).read_text()),
+                    "train": json.loads((run_dir / "train_summary.json").read_text()), "skipped": True}
+        if not (same_config and same_data):
+            what = "training config" if not same_config else "task tables (their content changed)"
+            if not replace:
+                raise ValueError(f"{run_dir} holds a run made with another {what}; choose a new --out directory "
+                                 "or pass replace=True (--replace) to move it aside and train afresh")
+            if dist.is_main:
+                aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+                run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
+                log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
+            barrier(dist)
     run_dir.mkdir(parents=True, exist_ok=True)
     datasets = train_datasets(tasks_dir, cfg)
     if dist.is_main:
@@ -217,7 +251,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
         "random_init_backbone": not model.info.pretrained or pretraining is not None,
         "backbone_pretraining": pretraining,
         "tasks_dir": str(tasks_dir.resolve()),
-        "train_tables": describe_tables(tasks_dir, cfg),
+        "train_tables": tables,
         "trainable_params": trainable, "total_params": total,
         "no_weight_decay_params": no_decay_names(model),
         "feature_norm": cfg.feature_norm,

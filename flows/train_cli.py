@@ -36,6 +36,8 @@ def train(
     overrides: list[str] = typer.Option([], "--set", help="override a config field: KEY=VALUE (repeatable)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     evaluate: bool = typer.Option(True, help="evaluate on the test splits when training ends"),
+    replace: bool = typer.Option(False, help="if --out holds a run of another config or data, move it aside "
+                                             "(renamed *.replaced-<time>, kept) and train afresh"),
     progress: bool = typer.Option(True),
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
@@ -46,7 +48,10 @@ def train(
         cfg = load_train_config(preset, config, parse_overrides(overrides))
     except (ValueError, ValidationError) as e:
         raise typer.BadParameter(str(e), param_hint="--preset/--config/--set") from None
-    result = train_run(cfg, data, out, device=device, progress=progress)
+    try:
+        result = train_run(cfg, data, out, device=device, progress=progress, replace=replace)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e), param_hint="--out/--data") from None
     t = result["train"]
     if not dist_from_env().is_main:
         return

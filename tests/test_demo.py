@@ -29,10 +29,9 @@ def _walk(tree: dict) -> list[dict]:
 
 @pytest.mark.slow
 def test_demo_end_to_end_then_cached_rerun(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}
-    env.pop("PREFECT_API_URL", None)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for key in ("PREFECT_API_URL", "PREFECT_HOME"):  # the demo's own defaults: Prefect state under the workdir
+        env.pop(key, None)
     work = tmp_path / "demo"
     first = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -47,6 +46,7 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path):
     assert set(report["timings_s"]) >= {"synthesize", "download", "prepare", "extract", "build_tasks", "train",
                                         "evaluate", "total"}
     assert (work / "report.md").is_file() and "report.json" in first.stdout
+    assert (work / ".prefect").is_dir()  # ephemeral Prefect state under the workdir, not $HOME
 
     # The lineage tree from the report reaches the raw downloaded files, and says what is synthetic / random.
     tree = _vlpet("lineage", report["lineage_root"], "--root", str(work / "data"), "--json", env=env)

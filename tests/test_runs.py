@@ -76,6 +76,30 @@ def test_train_then_evaluate_writes_a_complete_run(tasks_dir, tmp_path):
                   device="cpu", progress=False)
 
 
+def test_changed_tables_never_reuse_a_finished_run(tasks_dir, tmp_path):
+    """Same config, other data: an error by default; with replace the old run is moved aside and retrained."""
+    import shutil
+
+    from pipelines.tasks import open_task_table
+    from pipelines.tasks.build import write_stream_atomic
+
+    data = tmp_path / "tasks"
+    shutil.copytree(tasks_dir, data)
+    cfg = load_train_config("synthetic-image", overrides=_overrides(tasks=["vqa"], max_steps=2))
+    run = tmp_path / "run"
+    first = train_run(cfg, data, run, device="cpu", progress=False)
+    table = data / "vqa" / "karpathy_train.arrow"
+    t = open_task_table(table)
+    write_stream_atomic(t.slice(0, t.num_rows - 1), table)  # one training example fewer
+    with pytest.raises(ValueError, match="task tables"):
+        train_run(cfg, data, run, device="cpu", progress=False)
+    again = train_run(cfg, data, run, device="cpu", progress=False, replace=True)
+    assert again["skipped"] is False and again["train"]["steps"] == 2
+    aside = list(tmp_path.glob("run.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "model" / "trainable.safetensors").is_file()  # kept
+    assert first["config"]["train_tables"] != again["config"]["train_tables"]
+
+
 def test_train_cli_rejects_bad_configs(tasks_dir, tmp_path):
     from flows.cli import app
 
@@ -123,3 +147,29 @@ def test_concat_dataset_indexes_through_its_parts(tasks_dir):
     assert both.example(len(a) - 1)["example_id"] == a.example(len(a) - 1)["example_id"]
     with pytest.raises(IndexError):
         both.example(len(both))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_through_the_real_loader_is_bit_identical(tasks_dir, tmp_path):
+    """The memory-mapped loader restarts mid-epoch at the checkpoint's batch: same final weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    cfg = load_train_config("synthetic-image", overrides=_overrides(tasks=["vqa", "nlvr2"], epochs=2, max_steps=None,
+                                                                    save_every_steps=2, batch_size=24))
+    train_run(cfg, tasks_dir, tmp_path / "ref", device="cpu", progress=False)
+
+    def stop(step: int) -> None:
+        if step == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_run(cfg, tasks_dir, tmp_path / "run", device="cpu", progress=False, on_step=stop)
+    resumed = train_run(cfg, tasks_dir, tmp_path / "run", device="cpu", progress=False)
+    assert resumed["train"]["resumed_from"].endswith("step-0000002")
+    want = load_file(tmp_path / "ref" / "model" / "trainable.safetensors")
+    got = load_file(tmp_path / "run" / "model" / "trainable.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

@@ -6,32 +6,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from vlpet.atomic import write_atomic as _write_atomic
+from vlpet.atomic import write_text_atomic
 
 __all__ = ["loss_curve_png", "markdown_report", "write_text_atomic"]
-
-
-def _write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Write via a temp file in the target directory, then ``os.replace`` (atomic on one filesystem)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically (parents created); returns the path."""
-    return _write_atomic(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def loss_curve_png(losses: Mapping[str, Sequence[tuple[int, float]]], path: str | os.PathLike[str]) -> Path:

@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -31,6 +29,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from vlpet.atomic import write_text_atomic as _write_atomic
 from vlpet.batch import VLBatch
 from vlpet.checkpoint import load_trainable, save_checkpoint
 from vlpet.model import VLSeq2Seq
@@ -92,13 +91,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     return precision
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 class Trainer:
