@@ -65,7 +65,7 @@ def print_model_report(report: dict, workdir: Path) -> None:
                   f"{report['majority_baseline']:.3f}); checkpoint reload reproduces generations: "
                   f"{report['reload_reproduces_generations']}")
     console.print(f"model report: {Path(workdir) / 'report.json'}\ncheckpoint: {report['checkpoint']}\n"
-                  f"lineage: not recorded yet (arrives with the flows issue)\ntook {report['seconds']} s")
+                  f"lineage: none for this library-only demo (`vlpet demo` records it)\ntook {report['seconds']} s")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,11 +1,11 @@
-"""The interim end-to-end demo (until the flows issue wires the real pipeline).
+"""The model library alone on toy features (`vlpet model-demo`); the real pipeline demo is `vlpet demo` (flows).
 
 What it runs, plainly: a *tiny* BART with no public pretrained weights (random init, then a short
 denoising pre-training on the demo's own text, see ``vlpet.pretrain``), VL-PET-large on top of it,
 trained on *synthetic random visual features* whose class decides the answer to one question ("what
 color is the shape?"), then greedy generation on held-out features against the majority baseline, a
 checkpoint save/reload that must reproduce the generations exactly, and a JSON report. No dataset, no
-CLIP features: those stages come with the pipelines/features/flows issues.
+CLIP features: a quick check of the model library alone.
 """
 
 from __future__ import annotations
