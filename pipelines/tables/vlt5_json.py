@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pipelines.tables.arrow_io import table_metadata
+from vlpet.atomic import write_text_atomic
 
 
 def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) -> list[dict[str, Any]]:
@@ -46,18 +45,8 @@ def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) 
 
 
 def write_vl_t5_vqa_json(table: pa.Table, path: Path | str, *, int_question_ids: bool | None = None) -> int:
-    """Atomically write the VL-T5 JSON list (temp file + ``os.replace``); returns the number of records."""
+    """Atomically write the VL-T5 JSON list (``vlpet.atomic``: temp file, fsync, rename); returns the count."""
     path = Path(path)
     records = vl_t5_vqa_records(table, int_question_ids=int_question_ids)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(records, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(records))
     return len(records)

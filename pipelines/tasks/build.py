@@ -20,8 +20,6 @@ scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answe
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import pyarrow as pa
 from features.store import FeatureStore
 from pipelines.tables import read_table
 from pipelines.tables.hashing import sha256_file
+from vlpet.atomic import write_atomic, write_text_atomic
 
 TASKS = ("vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c")
 VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
@@ -127,19 +126,12 @@ def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
 
 def write_stream_atomic(table: pa.Table, path: Path) -> Path:
     """Arrow IPC stream file written to a temp name in the same directory, fsync'ed, then ``os.replace``d."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+
+    def write(handle: Any) -> None:
+        with pa.ipc.new_stream(pa.PythonFile(handle, mode="w"), table.schema) as writer:
             writer.write_table(table)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path, write)
 
 
 def build_task_table(task: str, split: str, table_path: Path | str, store_path: Path | str, out_path: Path | str,
@@ -209,12 +201,7 @@ def open_task_table(path: Path | str) -> pa.Table:
 
 def write_report(report: BuildReport, path: Path | str) -> None:
     """The build report as JSON, atomically (next to the table, for humans and flows)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(report.as_dict(), handle, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(report.as_dict(), indent=2, sort_keys=True))
 
 
 def media_ids_of(tables: Sequence[Path | str],
