@@ -37,10 +37,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from features.media import hash_file as sha256_file  # the project's one streamed file hash
 from vlpet.atomic import write_text_atomic
 
 CACHE_DIRNAME = ".vlpet"
-HASH_CHUNK = 1 << 20
 
 
 def vlpet_dir(data_root: str | os.PathLike[str]) -> Path:
@@ -111,14 +111,6 @@ def code_version(*packages: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- file hashing
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(HASH_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class FileHasher:

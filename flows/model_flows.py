@@ -18,17 +18,16 @@ from prefect import flow
 
 from flows.caching import StageCache, code_version
 from flows.lineage import LineageStore
-from flows.runs import evaluate_run, load_train_config, table_path, train_run
+from flows.runs import eval_split, evaluate_run, load_train_config, table_path, train_run
 from vlpet.train import TrainConfig
 
 CODE_TRAIN = ("vlpet", "pipelines")  # the model library and the loader that feeds it
 
 
-def _table_inputs(cache: StageCache, tasks_dir: Path, cfg: TrainConfig, which: str) -> dict[str, Path]:
+def _table_inputs(tasks_dir: Path, cfg: TrainConfig, which: str) -> dict[str, Path]:
     tables: dict[str, Path] = {}
     for task in cfg.tasks:
-        splits = cfg.train_splits[task] if which == "train" else [
-            {"val": cfg.val_splits, "test": cfg.test_splits}.get(which, {}).get(task, which)]
+        splits = cfg.train_splits[task] if which == "train" else [eval_split(cfg, task, which)]
         for split in splits:
             tables[f"{task}/{split}"] = table_path(tasks_dir, task, split)
     return tables
@@ -45,7 +44,7 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
     root = Path(root)
     tasks = Path(tasks_dir) if tasks_dir else root / "tasks"
     cache = StageCache(root)
-    tables = _table_inputs(cache, tasks, cfg, "train")
+    tables = _table_inputs(tasks, cfg, "train")
     params = {"config": cfg.model_dump(mode="json"), "out": str(Path(out).resolve()), "device": device}
     inputs = {name: cache.hasher.file(p) for name, p in tables.items()}
 
@@ -92,8 +91,8 @@ def run_evaluate(run_dir: str | os.PathLike[str], root: str | os.PathLike[str], 
     cfg = TrainConfig.model_validate(saved["train"])
     tasks = Path(tasks_dir or saved["tasks_dir"])
     cache = StageCache(root)
-    tables = _table_inputs(cache, tasks, cfg, split)
-    train_tables = _table_inputs(cache, tasks, cfg, "train")  # the majority baseline reads them
+    tables = _table_inputs(tasks, cfg, split)
+    train_tables = _table_inputs(tasks, cfg, "train")  # the majority baseline reads them
     params = {"run_dir": str(run_dir.resolve()), "split": split, "device": device}
     inputs = {"model": cache.hasher.digest(run_dir / "model"),
               **{f"eval:{k}": cache.hasher.file(p) for k, p in tables.items()},

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from features.media import hash_file
 from pipelines.tasks import ConcatTaskDataset, MultiTaskCollator, TaskDataset, multitask_loader, open_task_table
 from pipelines.tasks.build import task_table_metadata
 from vlpet.batch import TASK_FORMATS, format_input
@@ -58,6 +59,11 @@ def table_path(tasks_dir: Path, task: str, split: str) -> Path:
     return path
 
 
+def eval_split(cfg: TrainConfig, task: str, which: str) -> str:
+    """The table split ``which`` means for ``task``: ``val``/``test`` map through the config, else a split name."""
+    return {"val": cfg.val_splits, "test": cfg.test_splits}.get(which, {}).get(task, which)
+
+
 def train_datasets(tasks_dir: Path, cfg: TrainConfig) -> dict[str, TaskDataset | ConcatTaskDataset]:
     out: dict[str, TaskDataset | ConcatTaskDataset] = {}
     for task in cfg.tasks:
@@ -77,20 +83,10 @@ def describe_tables(tasks_dir: Path, cfg: TrainConfig) -> dict[str, list[dict[st
             path = table_path(tasks_dir, task, split)
             meta = task_table_metadata(open_task_table(path).schema)
             out.setdefault(task, []).append({"split": split, "path": str(path.resolve()),
-                                             "sha256": _sha256_file(path),
+                                             "sha256": hash_file(path),
                                              "snapshot_id": meta.get("snapshot_id", ""),
                                              "source_sha256": meta.get("source_sha256", "")})
     return out
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _same_tables(run_dir: Path, tables: Mapping[str, list[dict[str, str]]]) -> bool:
@@ -333,7 +329,7 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
     was_training = model.training
     model.eval()
     for task in cfg.tasks:
-        split = {"val": cfg.val_splits, "test": cfg.test_splits}.get(which, {}).get(task, which)
+        split = eval_split(cfg, task, which)
         ds = TaskDataset(table_path(tasks_dir, task, split), train=False)
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False,
                                              collate_fn=MultiTaskCollator(tokenizer), num_workers=0)

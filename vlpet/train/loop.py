@@ -35,7 +35,7 @@ from vlpet.checkpoint import load_trainable, save_checkpoint
 from vlpet.model import VLSeq2Seq
 from vlpet.train.config import TrainConfig
 from vlpet.train.distributed import DistInfo, barrier
-from vlpet.train.optim import build_optimizer, build_scheduler, warmup_steps
+from vlpet.train.optim import build_optimizer, build_scheduler
 from vlpet.train.state import load_trainer_state, save_trainer_state, write_rng
 
 LATEST = "LATEST"
@@ -205,6 +205,12 @@ class Trainer:
         log_handle = open(losses_path, "a") if self.dist.is_main else None
         t_window, n_window = time.perf_counter(), 0
         done = global_step >= total
+
+        def save(at_epoch: int, next_batch: int) -> None:
+            """Checkpoint at an optimizer-step boundary: the run continues at (at_epoch, next_batch)."""
+            self._save(optimizer, scheduler, scaler, {"epoch": at_epoch, "next_batch": next_batch,
+                                                      "global_step": global_step, "best_val": best})
+
         try:
             while epoch < cfg.epochs and not done:
                 self.model.train()
@@ -265,15 +271,13 @@ class Trainer:
                     if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and not end_of_epoch:
                         if log_handle:
                             log_handle.flush()
-                        self._save(optimizer, scheduler, scaler, {"epoch": epoch, "next_batch": i + 1,
-                                                                  "global_step": global_step, "best_val": best})
+                        save(epoch, i + 1)
                     if self.on_step:
                         self.on_step(global_step)
                     if done:
                         break
                 if done and i + 1 < n_batches:  # max_steps reached mid-epoch: record exactly that position
-                    self._save(optimizer, scheduler, scaler, {"epoch": epoch, "next_batch": i + 1,
-                                                              "global_step": global_step, "best_val": best})
+                    save(epoch, i + 1)
                     break
                 epoch, start_batch = epoch + 1, 0
                 if self.validate is not None and cfg.validate_every_epoch:
@@ -287,8 +291,7 @@ class Trainer:
                                             extra={"best_val": best})
                 if log_handle:
                     log_handle.flush()
-                self._save(optimizer, scheduler, scaler, {"epoch": epoch, "next_batch": 0,
-                                                          "global_step": global_step, "best_val": best})
+                save(epoch, 0)
         finally:
             if log_handle:
                 log_handle.close()
@@ -376,6 +379,3 @@ def read_losses(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     out["all"] = [(s, sum(v) / len(v)) for s, v in sorted(per_step.items())]
     return out
 
-
-def warmup_of(cfg: TrainConfig, total_steps: int) -> int:
-    return warmup_steps(total_steps, cfg.warmup_ratio)
