@@ -164,7 +164,7 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
         return cfg.backbone, tok, None
     p = cfg.pretrain
     record = denoising_pretrain(cfg.backbone, tok, texts, out, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
-                                mask_prob=p.mask_prob, seed=cfg.seed)
+                                mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout)
     return str(out), None, record
 
 
@@ -238,7 +238,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, tok = build_model(backbone, _method(cfg), feat_dim=cfg.feat_dim, tokenizer=tok, seed=cfg.seed,
-                                 visual=visual)
+                                 visual=visual, dropout=cfg.dropout)
     torch.manual_seed(cfg.seed)
     trainable, total = count_parameters(model)
     config = {

@@ -156,3 +156,31 @@ def test_denoising_pretrain_makes_a_labelled_local_backbone(tokenizers, tmp_path
     model, tok = build_model(str(tmp_path / "bb"), "vl-pet-large", feat_dim=FEAT)
     assert model.info.pretrained and "denoising pre-trained by vlpet" in model.info.origin
     assert len(tok) == len(tokenizers["bart"])
+
+
+@pytest.mark.parametrize("name", ["tiny-bart", "tiny-t5"])
+def test_dropout_override_switches_off_every_dropout_random_and_from_disk(name, tmp_path):
+    """``dropout=0`` must reach the layers (HF copies the config value into each layer at build time), for a
+    random backbone and for one loaded from a directory, while ``None`` keeps the architecture's 0.1."""
+    torch.manual_seed(0)
+    keep, _ = load_backbone(name)
+    off, _ = load_backbone(name, dropout=0.0)
+    keep.save_pretrained(tmp_path)
+    from_disk, _ = load_backbone(str(tmp_path), dropout=0.0)
+    ids = torch.randint(5, 100, (2, 12))
+    dec = torch.randint(5, 100, (2, 5))
+
+    def twice(model):
+        model.train()
+        return [model(input_ids=ids, decoder_input_ids=dec).logits for _ in range(2)]
+
+    a, b = twice(keep)
+    assert not torch.equal(a, b)  # the default 0.1 dropout is live in train mode
+    for model in (off, from_disk):
+        a, b = twice(model)
+        assert torch.equal(a, b)
+    fields = ("dropout", "attention_dropout", "activation_dropout") if name == "tiny-bart" else ("dropout_rate",)
+    assert all(getattr(keep.config, f) == 0.1 for f in fields)
+    assert all(getattr(m.config, f) == 0.0 for m in (off, from_disk) for f in fields)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        load_backbone(name, dropout=1.0)

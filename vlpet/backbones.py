@@ -109,22 +109,35 @@ def _model_class(family: Family) -> type[PreTrainedModel]:
     return BartForConditionalGeneration if family == "bart" else T5ForConditionalGeneration
 
 
-def _from_pretrained(path_or_id: str, local_only: bool) -> PreTrainedModel:
+def dropout_overrides(family: Family, p: float | None) -> dict[str, float]:
+    """Config fields that set every dropout of a ``family`` backbone to ``p`` (none when ``p`` is None)."""
+    if p is None:
+        return {}
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout must be in [0, 1); got {p}")
+    return {"dropout": p, "attention_dropout": p, "activation_dropout": p} if family == "bart" else {"dropout_rate": p}
+
+
+def _from_pretrained(path_or_id: str, local_only: bool, dropout: float | None = None) -> PreTrainedModel:
     from transformers import AutoConfig
 
     cfg = AutoConfig.from_pretrained(path_or_id, local_files_only=local_only)
     family = family_of_config(cfg)
-    return _model_class(family).from_pretrained(path_or_id, local_files_only=local_only)
+    return _model_class(family).from_pretrained(path_or_id, local_files_only=local_only,
+                                                **dropout_overrides(family, dropout))
 
 
-def load_backbone(name: str, *, allow_random: bool = True, **config_overrides: Any
+def load_backbone(name: str, *, allow_random: bool = True, dropout: float | None = None, **config_overrides: Any
                   ) -> tuple[PreTrainedModel, BackboneInfo]:
-    """Load a backbone by name or path: pretrained if on disk, else random weights with a loud warning."""
+    """Load a backbone by name or path: pretrained if on disk, else random weights with a loud warning.
+
+    ``dropout`` (None: the checkpoint's own) replaces every dropout probability of the backbone, pretrained
+    or not; ``config_overrides`` shape a random backbone only."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"backbone directory {path} has no config.json")
-        model = _from_pretrained(str(path), local_only=True)
+        model = _from_pretrained(str(path), local_only=True, dropout=dropout)
         record = path / "vlpet_pretraining.json"
         origin = json.loads(record.read_text())["origin"] if record.is_file() else f"local checkpoint {path}"
         return model, BackboneInfo(str(path), family_of_config(model.config), True, str(path.resolve()), origin)
@@ -134,7 +147,7 @@ def load_backbone(name: str, *, allow_random: bool = True, **config_overrides: A
     family, _, hub_ids = ARCHITECTURES[key]
     for hub_id in hub_ids:
         try:
-            model = _from_pretrained(hub_id, local_only=True)
+            model = _from_pretrained(hub_id, local_only=True, dropout=dropout)
         except (OSError, ValueError):
             continue
         return model, BackboneInfo(key, family, True, f"hf-cache:{hub_id}", f"public checkpoint {hub_id}")
@@ -148,7 +161,7 @@ def load_backbone(name: str, *, allow_random: bool = True, **config_overrides: A
     if hub_ids:
         warnings.warn(message, RandomWeightsWarning, stacklevel=2)
         log.warning(message)
-    model = _model_class(family)(architecture_config(key, **config_overrides))
+    model = _model_class(family)(architecture_config(key, **{**config_overrides, **dropout_overrides(family, dropout)}))
     return model, BackboneInfo(key, family, False, f"random:{key}", "RANDOM INIT (no pretrained weights)")
 
 

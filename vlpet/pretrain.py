@@ -34,8 +34,10 @@ def _corrupt(ids: torch.Tensor, special: torch.Tensor, mask_id: int, prob: float
 
 def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_dir: str | Path, *,
                        steps: int = 200, batch_size: int = 32, lr: float = 1e-3, mask_prob: float = 0.3,
-                       seed: int = 0) -> dict[str, Any]:
-    """Pre-train ``backbone`` (a tiny preset or any architecture name) from random init; returns the record."""
+                       seed: int = 0, dropout: float | None = None) -> dict[str, Any]:
+    """Pre-train ``backbone`` (a tiny preset or any architecture name) from random init; returns the record.
+
+    ``dropout`` (None: the architecture's) is also what the saved backbone config carries into fine-tuning."""
     if not texts:
         raise ValueError("denoising pre-training needs at least one text")
     torch.manual_seed(seed)
@@ -43,7 +45,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     rng = random.Random(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        model, info = load_backbone(backbone, vocab_size=len(tokenizer))
+        model, info = load_backbone(backbone, vocab_size=len(tokenizer), dropout=dropout)
     if info.pretrained:
         raise ValueError(f"{backbone} already has pretrained weights; denoising pre-training is for random backbones")
     family = info.family
@@ -77,7 +79,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     record = {
         "origin": f"random init of {info.name}, denoising pre-trained by vlpet (not a public checkpoint)",
         "architecture": info.name, "objective": f"reconstruct text with {mask_prob:.0%} of tokens masked",
-        "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "n_texts": len(texts),
+        "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "dropout": dropout, "n_texts": len(texts),
         "texts_sha256": digest, "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
     }
     (out / PRETRAINING_RECORD).write_text(json.dumps(record, indent=2))

@@ -26,7 +26,8 @@ class ScaleConfig:
     vqa_questions_per_image: int
     gqa_images: dict[str, int]  # train / val / testdev
     gqa_questions_per_image: int
-    nlvr2_sets: dict[str, int]  # train / dev / test1; a set is 4 image pairs (8 images) x 2 sentences
+    nlvr2_sets: dict[str, int]  # train / dev / test1; a set is 4 image pairs (8 images)
+    nlvr2_sentences_per_set: int  # each labelled on all 4 pairs (upstream sets have 2; more is free: no new images)
     video_size: tuple[int, int]
     video_seconds: tuple[float, float]  # duration range of ordinary clips
     tv_videos: dict[str, int]  # train / val / test (test is split into public and challenge halves)
@@ -47,6 +48,7 @@ SCALES: dict[str, ScaleConfig] = {
         gqa_images={"train": 24, "val": 12, "testdev": 12},
         gqa_questions_per_image=4,
         nlvr2_sets={"train": 4, "dev": 3, "test1": 3},
+        nlvr2_sentences_per_set=2,
         video_size=(96, 72),
         video_seconds=(2.0, 8.0),
         tv_videos={"train": 4, "val": 3, "test": 3},
@@ -64,9 +66,10 @@ SCALES: dict[str, ScaleConfig] = {
         vqa_questions_per_image=3,
         gqa_images={"train": 240, "val": 60, "testdev": 60},
         gqa_questions_per_image=4,
-        nlvr2_sets={"train": 40, "dev": 8, "test1": 8},
+        nlvr2_sets={"train": 36, "dev": 4, "test1": 8},
+        nlvr2_sentences_per_set=6,
         video_size=(160, 120),
-        video_seconds=(3.0, 20.0),
+        video_seconds=(3.0, 12.0),
         tv_videos={"train": 36, "val": 7, "test": 7},
         tvqa_questions_per_video=6,
         tvc_moments_per_video=2,

@@ -4,9 +4,9 @@ Layout (lil-lab/nlvr + the image release): ``nlvr2/{train,dev,test1}.json`` (one
 raw schema), ``nlvr2/{train,dev,test1}_hashes.json`` (image file name -> average hash),
 ``nlvr2/images/train/<directory>/train-<set>-<pair>-img{0,1}.png`` (train nested in numbered folders,
 as ``directory`` in the train records says) and ``nlvr2/images/{dev,test1}/<split>-<set>-<pair>-img{0,1}.png``.
-As upstream, a *set* is 4 image pairs and 2 sentences, every sentence labelled on every pair
-(identifier ``split-set-pair-sentence``); sentences are chosen so each one is true on about half of
-the pairs, which keeps labels balanced.
+As upstream, a *set* is 4 image pairs and some sentences (upstream 2, here ``nlvr2_sentences_per_set``),
+every sentence labelled on every pair (identifier ``split-set-pair-sentence``); sentences are chosen so
+each one is true on about half of the pairs, which keeps labels balanced.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> Report:
                     n_images += 1
                 urls.append(names)
             query = f"colored shapes{rng.randrange(60)}"
-            for sent_id, (text, labels) in enumerate(language.pick_statements(pairs, rng)):
+            for sent_id, (text, labels) in enumerate(language.pick_statements(pairs, rng, cfg.nlvr2_sentences_per_set)):
                 writer = str(rng.randrange(170))
                 order = list(range(4))
                 rng.shuffle(order)

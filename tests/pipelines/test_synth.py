@@ -315,6 +315,12 @@ def nlvr2_oracle(sentence: str, left: dict, right: dict) -> bool:
         return len(L) == len(R)
     if m := re.fullmatch(r"Both images contain an? (\w+) shape\.", sentence):
         return has(L, color=m[1]) and has(R, color=m[1])
+    if m := re.fullmatch(r"At least one image contains an? (\w+) shape\.", sentence):
+        return has(L, color=m[1]) or has(R, color=m[1])
+    if m := re.fullmatch(r"Exactly one image contains an? (\w+) shape\.", sentence):
+        return has(L, color=m[1]) != has(R, color=m[1])
+    if m := re.fullmatch(r"The (left|right) image contains an? (\w+) shape\.", sentence):
+        return has(L if m[1] == "left" else R, color=m[2])
     if m := re.fullmatch(r"At least one image contains an? (\w+) (\w+)\.", sentence):
         return has(L, m[2], m[1]) or has(R, m[2], m[1])
     if m := re.fullmatch(r"There are exactly (\w+) shapes in total across both images\.", sentence):
