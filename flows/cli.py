@@ -59,8 +59,10 @@ def demo(
     for task, v in report["tasks"].items():
         score = "-" if v["score"] is None else f"{v['score']:.4f}"
         base = "-" if v["majority_baseline"] is None else f"{v['majority_baseline']:.4f}"
-        beats = "beats" if report["beats_majority_baseline"][task] else "does NOT beat"
-        console.print(f"  {task:<7} {v['metric']:<13} {score:>8}  majority baseline {base:>8}  ({beats} it)")
+        verdict = "beats it" if report["beats_majority_baseline"][task] else "does NOT beat it"
+        if report.get("constant_output", {}).get(task):
+            verdict += f"; constant output: {v['top_prediction_share']:.0%} of answers are one prediction"
+        console.print(f"  {task:<7} {v['metric']:<13} {score:>8}  majority baseline {base:>8}  ({verdict})")
     for note in report["notes"]:
         console.print(f"note: {note}")
     console.print(f"stage timings (s): {report['timings_s']}")

@@ -27,6 +27,7 @@ PRESETS = {"images": "synthetic-image", "videos": "synthetic-video"}
 # The tiny scale is the CI fixture: the same stages, a few training steps.
 TINY_OVERRIDES: dict[str, Any] = {"epochs": 1, "max_steps": 12, "eval_batch_size": 16,
                                   "pretrain": {"steps": 20, "batch_size": 16, "tokenizer_vocab_size": 600}}
+CONSTANT_SHARE = 0.95  # the share of one prediction above which a task's output counts as constant
 T = TypeVar("T")
 
 
@@ -116,7 +117,9 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
             tasks[task] = {"metric": m["metric"], "score": m.get("score"),
                            "majority_baseline": m["majority_baseline"].get("score"),
                            "majority_prediction": m["majority_baseline"].get("prediction"),
-                           "split": m.get("split"), "n": m.get("n")}
+                           "split": m.get("split"), "n": m.get("n"),
+                           "distinct_predictions": m.get("distinct_predictions"),
+                           "top_prediction_share": m.get("top_prediction_share")}
     lineage = LineageStore(root)
     report_path = workdir / "report.json"
     report: dict[str, Any] = {
@@ -124,6 +127,8 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
         "tasks": tasks,
         "beats_majority_baseline": {t: (v["score"] is not None and v["majority_baseline"] is not None
                                         and v["score"] > v["majority_baseline"]) for t, v in tasks.items()},
+        # A model giving (nearly) one answer to everything is a constant baseline whatever its score says.
+        "constant_output": {t: (v["top_prediction_share"] or 0.0) >= CONSTANT_SHARE for t, v in tasks.items()},
         "runs": {kind: {"run_dir": r["run_dir"], "steps": r["steps"], "loss_first": r["loss_first"],
                         "loss_last": r["loss_last"], "report": evals[kind]["report"]} for kind, r in runs.items()},
         "feature_stores": {kind: {"store": r["store"], "snapshot": r["snapshot"], "media": r["items"],
@@ -148,12 +153,16 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# vlpet end-to-end report ({report['scale']} synthetic data, seed {report['seed']})", "",
-             "| task | metric | score | majority baseline | beats baseline | n |", "|---|---|---:|---:|:---:|---:|"]
+             "| task | metric | score | majority baseline | beats baseline | distinct predictions | n |",
+             "|---|---|---:|---:|:---:|---:|---:|"]
     for task, v in report["tasks"].items():
         score = "-" if v["score"] is None else f"{v['score']:.4f}"
         base = "-" if v["majority_baseline"] is None else f"{v['majority_baseline']:.4f}"
-        lines.append(f"| {task} | {v['metric']} | {score} | {base} | "
-                     f"{'yes' if report['beats_majority_baseline'][task] else 'no'} | {v['n']} |")
+        beats = "yes" if report["beats_majority_baseline"][task] else "no"
+        if report["constant_output"].get(task):
+            beats += " (constant output)"
+        lines.append(f"| {task} | {v['metric']} | {score} | {base} | {beats} | {v.get('distinct_predictions')} | "
+                     f"{v['n']} |")
     lines += ["", "## Notes", *[f"- {n}" for n in report["notes"]], "", "## Stage timings (s)", "",
               "| stage | seconds | cache hits |", "|---|---:|---:|"]
     for stage, sec in report["timings_s"].items():

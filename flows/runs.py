@@ -323,7 +323,7 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
                    device: Any = "cpu", progress: bool = False, predictions_dir: Path | None = None,
                    baselines: bool = False) -> dict[str, dict[str, Any]]:
     """Predict and score every task of ``cfg`` on its ``which`` split (``val`` or ``test``, or a split name)."""
-    from vlpet.evaluation import majority_baseline, predict, score_task
+    from vlpet.evaluation import majority_baseline, predict, prediction_spread, score_task
 
     results: dict[str, dict[str, Any]] = {}
     was_training = model.training
@@ -338,7 +338,7 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
                         progress=progress)
         examples = eval_examples(ds)
         res = score_task(task, preds, examples)
-        res.update(split=split, seconds=round(time.perf_counter() - t0, 2))
+        res.update(split=split, seconds=round(time.perf_counter() - t0, 2), **prediction_spread(preds))
         if baselines:
             res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples)
         if predictions_dir is not None:

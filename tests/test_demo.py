@@ -41,6 +41,10 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path):
         assert v["metric"] in ("vqa_accuracy", "accuracy", "CIDEr"), task
         assert v["score"] is not None and v["majority_baseline"] is not None, task
     assert report["synthetic_data"] is True
+    assert set(report["constant_output"]) == TASKS
+    for task, v in report["tasks"].items():  # each eval example got a prediction, so at least one distinct one
+        assert 1 <= v["distinct_predictions"] <= v["n"], task
+        assert report["constant_output"][task] == (v["top_prediction_share"] >= 0.95), task
     assert report["feature_stores"]["images"]["random_init_weights"] is True
     assert report["feature_stores"]["images"]["extracted"] == report["feature_stores"]["images"]["media"] > 0
     assert set(report["timings_s"]) >= {"synthesize", "download", "prepare", "extract", "build_tasks", "train",

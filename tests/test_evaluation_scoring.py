@@ -139,3 +139,12 @@ def test_majority_ties_and_other_tasks():
     assert majority_prediction("yc2c", [E("1", ["b", "a"])]) == "a"
     with pytest.raises(ValueError, match="gqa: no labelled training examples"):
         majority_prediction("gqa", [E("1", [])])
+
+
+def test_prediction_spread_flags_a_constant_answer():
+    from vlpet.evaluation import prediction_spread
+
+    spread = prediction_spread({"1": "true", "2": "true ", "3": "false", "4": "true"})
+    assert spread == {"distinct_predictions": 2, "top_prediction": "true", "top_prediction_share": 0.75}
+    assert prediction_spread({str(i): "a0" for i in range(5)})["top_prediction_share"] == 1.0
+    assert prediction_spread({}) == {"distinct_predictions": 0, "top_prediction": None, "top_prediction_share": 0.0}

@@ -72,7 +72,7 @@ def test_train_then_evaluate_writes_a_complete_run(tasks_dir, tmp_path):
     again = train_run(cfg, tasks_dir, run, device="cpu", progress=False)
     assert again["skipped"] is True  # a finished run is not recomputed
     with pytest.raises(ValueError, match="another training config"):
-        train_run(load_train_config("synthetic-image", overrides=_overrides(lr=1e-2)), tasks_dir, run,
+        train_run(load_train_config("synthetic-image", overrides=_overrides(lr=2e-2)), tasks_dir, run,
                   device="cpu", progress=False)
 
 

@@ -18,7 +18,14 @@ from vlpet.evaluation.generation import (
     predict_batch,
 )
 from vlpet.evaluation.report import loss_curve_png, markdown_report, write_text_atomic
-from vlpet.evaluation.scoring import TASK_METRIC, EvalExample, majority_baseline, majority_prediction, score_task
+from vlpet.evaluation.scoring import (
+    TASK_METRIC,
+    EvalExample,
+    majority_baseline,
+    majority_prediction,
+    prediction_spread,
+    score_task,
+)
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -35,6 +42,7 @@ __all__ = [
     "nlvr2_decoder_input_ids",
     "predict",
     "predict_batch",
+    "prediction_spread",
     "score_task",
     "write_text_atomic",
 ]

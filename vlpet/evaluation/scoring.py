@@ -14,7 +14,7 @@ from typing import Any
 from vlpet.evaluation.generation import choice_index
 from vlpet.metrics import caption_scores, gqa_accuracy, nlvr2_accuracy, nlvr2_consistency, tvqa_accuracy, vqa_accuracy
 
-__all__ = ["TASK_METRIC", "EvalExample", "majority_baseline", "majority_prediction", "score_task"]
+__all__ = ["TASK_METRIC", "EvalExample", "majority_baseline", "majority_prediction", "prediction_spread", "score_task"]
 
 TASK_METRIC: dict[str, str] = {
     "vqa": "vqa_accuracy",
@@ -189,3 +189,15 @@ def majority_baseline(task: str, train_examples: Sequence[EvalExample], eval_exa
     result = score_task(task, {ex.example_id: prediction for ex in eval_examples}, eval_examples)
     result["prediction"] = prediction
     return result
+
+
+def prediction_spread(predictions: Mapping[str, str]) -> dict[str, Any]:
+    """How varied the predictions are: a model that answers every example the same way scores exactly like a
+    constant baseline, however its score compares with the majority answer's (e.g. "true" on a test split
+    whose labels lean the other way from the training split's)."""
+    counts = Counter(p.strip() for p in predictions.values())
+    if not counts:
+        return {"distinct_predictions": 0, "top_prediction": None, "top_prediction_share": 0.0}
+    top, n = max(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    return {"distinct_predictions": len(counts), "top_prediction": top,
+            "top_prediction_share": n / sum(counts.values())}
