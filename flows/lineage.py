@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import platform
@@ -301,7 +300,3 @@ def publish_to_prefect(rec: LineageRecord) -> bool:
         logging.getLogger(__name__).warning("lineage %s: publishing to Prefect failed: %s", rec.id, exc)
         return False
     return True
-
-
-def content_sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

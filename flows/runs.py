@@ -322,12 +322,11 @@ def _train_examples(tasks_dir: Path, cfg: TrainConfig, task: str) -> list[Any]:
 def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path, which: str = "test", *,
                    device: Any = "cpu", progress: bool = False, predictions_dir: Path | None = None,
                    baselines: bool = False) -> dict[str, dict[str, Any]]:
-    """Predict and score every task of ``cfg`` on its ``which`` split (``val`` or ``test``, or a split name)."""
+    """Predict and score every task of ``cfg`` on its ``which`` split (``val`` or ``test``, or a split name).
+    ``predict`` switches the model to eval mode and back."""
     from vlpet.evaluation import majority_baseline, predict, prediction_spread, score_task
 
     results: dict[str, dict[str, Any]] = {}
-    was_training = model.training
-    model.eval()
     for task in cfg.tasks:
         split = eval_split(cfg, task, which)
         ds = TaskDataset(table_path(tasks_dir, task, split), train=False)
@@ -346,7 +345,6 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
                         [{"example_id": e.example_id, "prediction": preds[e.example_id],
                           "targets": e.targets} for e in examples])
         results[task] = res
-    model.train(was_training)
     return results
 
 

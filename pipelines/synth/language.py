@@ -297,57 +297,48 @@ def gqa_questions(scene: Scene, rng: random.Random, n: int) -> list[GQAItem]:
 Predicate = Callable[[Scene, Scene], bool]
 
 
-def nlvr2_candidates(pairs: list[tuple[Scene, Scene]], rng: random.Random, n: int = 24) -> list[tuple[str, Predicate]]:
-    """Random true/false statements about an image pair, each with the predicate that decides it.
+# (weight, statement maker): a maker turns a drawn colour, kind, count m and total into (text, predicate).
+# Statements about colours (which even random-init CLIP grids encode well) weigh twice those about shape
+# kinds and counts, so a model trained for minutes on features has something to learn.
+_NLVR2_FAMILIES: list[tuple[int, Callable[[str, str, int, int], tuple[str, Predicate]]]] = [
+    (1, lambda c, k, m, tot: ("The left image contains more shapes than the right image.",
+                              lambda L, R: len(L.shapes) > len(R.shapes))),
+    (1, lambda c, k, m, tot: ("The right image contains more shapes than the left image.",
+                              lambda L, R: len(R.shapes) > len(L.shapes))),
+    (2, lambda c, k, m, tot: (f"Both images contain {art(c)} {c} shape.",
+                              lambda L, R: L.count(color=c) > 0 and R.count(color=c) > 0)),
+    (2, lambda c, k, m, tot: (f"At least one image contains {art(c)} {c} shape.",
+                              lambda L, R: L.count(color=c) + R.count(color=c) > 0)),
+    (2, lambda c, k, m, tot: (f"Exactly one image contains {art(c)} {c} shape.",
+                              lambda L, R: (L.count(color=c) > 0) != (R.count(color=c) > 0))),
+    (2, lambda c, k, m, tot: (f"The left image contains {art(c)} {c} shape.", lambda L, R: L.count(color=c) > 0)),
+    (2, lambda c, k, m, tot: (f"The right image contains {art(c)} {c} shape.", lambda L, R: R.count(color=c) > 0)),
+    (1, lambda c, k, m, tot: (f"At least one image contains {art(c)} {c} {k}.",
+                              lambda L, R: L.count(k, c) + R.count(k, c) > 0)),
+    (1, lambda c, k, m, tot: (f"There are exactly {NUMBER_WORDS[tot]} shapes in total across both images.",
+                              lambda L, R: len(L.shapes) + len(R.shapes) == tot)),
+    (1, lambda c, k, m, tot: (f"Each image contains exactly {NUMBER_WORDS[m]} {'shape' if m == 1 else 'shapes'}.",
+                              lambda L, R: len(L.shapes) == m and len(R.shapes) == m)),
+    (1, lambda c, k, m, tot: (f"The left image contains a {k} and the right image does not.",
+                              lambda L, R: L.count(k) > 0 and R.count(k) == 0)),
+    (1, lambda c, k, m, tot: ("Both images contain the same number of shapes.",
+                              lambda L, R: len(L.shapes) == len(R.shapes))),
+    (1, lambda c, k, m, tot: (f"Exactly one image contains a {k}.",
+                              lambda L, R: (L.count(k) > 0) != (R.count(k) > 0))),
+]
 
-    Statements about colours (which even random-init CLIP grids encode well) are drawn twice as often as
-    those about shape kinds and counts, so a model trained for minutes on features has something to learn.
-    """
+
+def nlvr2_candidates(pairs: list[tuple[Scene, Scene]], rng: random.Random, n: int = 24) -> list[tuple[str, Predicate]]:
+    """Random true/false statements about an image pair (families weighted as ``_NLVR2_FAMILIES``), each with
+    the predicate that decides it."""
     colors, shapes = list(COLORS), list(SHAPES)
+    weights = [w for w, _ in _NLVR2_FAMILIES]
     out: list[tuple[str, Predicate]] = []
-    weights = [1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1]
     for _ in range(n):
-        t = rng.choices(range(len(weights)), weights=weights)[0]
+        family = rng.choices(range(len(weights)), weights=weights)[0]
         c, k, m = rng.choice(colors), rng.choice(shapes), rng.choice((1, 2, 3))
         tot = rng.choice((2, 3, 4, 5))
-        if t == 0:
-            out.append(("The left image contains more shapes than the right image.",
-                        lambda L, R: len(L.shapes) > len(R.shapes)))
-        elif t == 1:
-            out.append(("The right image contains more shapes than the left image.",
-                        lambda L, R: len(R.shapes) > len(L.shapes)))
-        elif t == 2:
-            out.append((f"Both images contain {art(c)} {c} shape.",
-                        lambda L, R, c=c: L.count(color=c) > 0 and R.count(color=c) > 0))
-        elif t == 3:
-            out.append((f"At least one image contains {art(c)} {c} shape.",
-                        lambda L, R, c=c: L.count(color=c) + R.count(color=c) > 0))
-        elif t == 4:
-            out.append((f"Exactly one image contains {art(c)} {c} shape.",
-                        lambda L, R, c=c: (L.count(color=c) > 0) != (R.count(color=c) > 0)))
-        elif t == 5:
-            out.append((f"The left image contains {art(c)} {c} shape.", lambda L, R, c=c: L.count(color=c) > 0))
-        elif t == 6:
-            out.append((f"The right image contains {art(c)} {c} shape.", lambda L, R, c=c: R.count(color=c) > 0))
-        elif t == 7:
-            out.append((f"At least one image contains {art(c)} {c} {k}.",
-                        lambda L, R, c=c, k=k: L.count(k, c) + R.count(k, c) > 0))
-        elif t == 8:
-            out.append((f"There are exactly {NUMBER_WORDS[tot]} shapes in total across both images.",
-                        lambda L, R, tot=tot: len(L.shapes) + len(R.shapes) == tot))
-        elif t == 9:
-            word = "shape" if m == 1 else "shapes"
-            out.append((f"Each image contains exactly {NUMBER_WORDS[m]} {word}.",
-                        lambda L, R, m=m: len(L.shapes) == m and len(R.shapes) == m))
-        elif t == 10:
-            out.append((f"The left image contains a {k} and the right image does not.",
-                        lambda L, R, k=k: L.count(k) > 0 and R.count(k) == 0))
-        elif t == 11:
-            out.append(("Both images contain the same number of shapes.",
-                        lambda L, R: len(L.shapes) == len(R.shapes)))
-        else:
-            out.append((f"Exactly one image contains a {k}.",
-                        lambda L, R, k=k: (L.count(k) > 0) != (R.count(k) > 0)))
+        out.append(_NLVR2_FAMILIES[family][1](c, k, m, tot))
     return out
 
 
