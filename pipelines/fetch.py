@@ -115,28 +115,48 @@ def _write_json_atomic(path: Path, data: object) -> None:
     os.replace(tmp, path)
 
 
-def import_manual_assets(source: Source, media_from: Path, out: Path) -> int:
-    """Copy user-supplied media (laid out as the registry says, e.g. ``videos/*.mp4``) into the raw store.
+def _same_file(src: Path, dst: Path) -> bool:
+    """``dst`` already holds ``src``'s bytes: a hard link to it, or a copy with its size and mtime (copy2 keeps
+    the mtime). Size alone is not enough: a regenerated image can keep its size and change its pixels."""
+    if not dst.is_file():
+        return False
+    a, b = src.stat(), dst.stat()
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) or (a.st_size == b.st_size and a.st_mtime_ns == b.st_mtime_ns)
 
-    Only files that are new or differ in size are copied (os.link when possible); returns how many."""
-    copied = 0
+
+def import_manual_assets(source: Source, media_from: Path, out: Path) -> tuple[int, int]:
+    """Make the raw store's copy of user-supplied media (laid out as the registry says, e.g. ``videos/*.mp4``)
+    equal to ``media_from``; returns (files copied, stale files removed).
+
+    New or changed files are copied (os.link when possible); files matching the asset's pattern that are no
+    longer in ``media_from`` are removed from the raw store, since a stale copy would stay in the media index
+    (a renamed NLVR2 image would then exist twice, in two ``directory`` folders). Nothing outside the asset's
+    folder and pattern is touched, and an asset whose source folder is missing is left as it is."""
+    copied = removed = 0
     for asset in source.manual:
         src_dir, dst_dir = Path(media_from) / asset.put_under, out / asset.put_under
         if not src_dir.is_dir():
             continue
+        wanted: set[Path] = set()
         for src in sorted(p for p in src_dir.glob(asset.pattern) if p.is_file()):
             dst = dst_dir / src.relative_to(src_dir)
-            if dst.is_file() and dst.stat().st_size == src.stat().st_size:
+            wanted.add(dst)
+            if _same_file(src, dst):
                 continue
             dst.parent.mkdir(parents=True, exist_ok=True)
             tmp = dst.with_name(f".{dst.name}.tmp")
+            tmp.unlink(missing_ok=True)
             try:
                 os.link(src, tmp)
             except OSError:
-                shutil.copyfile(src, tmp)
+                shutil.copy2(src, tmp)
             os.replace(tmp, dst)
             copied += 1
-    return copied
+        if dst_dir.is_dir():
+            for stale in sorted(p for p in dst_dir.glob(asset.pattern) if p.is_file() and p not in wanted):
+                stale.unlink()
+                removed += 1
+    return copied, removed
 
 
 def fetch_dataset(name: str, root: Path, *, mirror: str | None = None, base_urls: dict[str, str] | None = None,

@@ -297,49 +297,33 @@ def gqa_questions(scene: Scene, rng: random.Random, n: int) -> list[GQAItem]:
 Predicate = Callable[[Scene, Scene], bool]
 
 
-# (weight, statement maker): a maker turns a drawn colour, kind, count m and total into (text, predicate).
-# Statements about colours (which even random-init CLIP grids encode well) weigh twice those about shape
-# kinds and counts, so a model trained for minutes on features has something to learn.
-_NLVR2_FAMILIES: list[tuple[int, Callable[[str, str, int, int], tuple[str, Predicate]]]] = [
-    (1, lambda c, k, m, tot: ("The left image contains more shapes than the right image.",
-                              lambda L, R: len(L.shapes) > len(R.shapes))),
-    (1, lambda c, k, m, tot: ("The right image contains more shapes than the left image.",
-                              lambda L, R: len(R.shapes) > len(L.shapes))),
-    (2, lambda c, k, m, tot: (f"Both images contain {art(c)} {c} shape.",
-                              lambda L, R: L.count(color=c) > 0 and R.count(color=c) > 0)),
-    (2, lambda c, k, m, tot: (f"At least one image contains {art(c)} {c} shape.",
-                              lambda L, R: L.count(color=c) + R.count(color=c) > 0)),
-    (2, lambda c, k, m, tot: (f"Exactly one image contains {art(c)} {c} shape.",
-                              lambda L, R: (L.count(color=c) > 0) != (R.count(color=c) > 0))),
-    (2, lambda c, k, m, tot: (f"The left image contains {art(c)} {c} shape.", lambda L, R: L.count(color=c) > 0)),
-    (2, lambda c, k, m, tot: (f"The right image contains {art(c)} {c} shape.", lambda L, R: R.count(color=c) > 0)),
-    (1, lambda c, k, m, tot: (f"At least one image contains {art(c)} {c} {k}.",
-                              lambda L, R: L.count(k, c) + R.count(k, c) > 0)),
-    (1, lambda c, k, m, tot: (f"There are exactly {NUMBER_WORDS[tot]} shapes in total across both images.",
-                              lambda L, R: len(L.shapes) + len(R.shapes) == tot)),
-    (1, lambda c, k, m, tot: (f"Each image contains exactly {NUMBER_WORDS[m]} {'shape' if m == 1 else 'shapes'}.",
-                              lambda L, R: len(L.shapes) == m and len(R.shapes) == m)),
-    (1, lambda c, k, m, tot: (f"The left image contains a {k} and the right image does not.",
-                              lambda L, R: L.count(k) > 0 and R.count(k) == 0)),
-    (1, lambda c, k, m, tot: ("Both images contain the same number of shapes.",
-                              lambda L, R: len(L.shapes) == len(R.shapes))),
-    (1, lambda c, k, m, tot: (f"Exactly one image contains a {k}.",
-                              lambda L, R: (L.count(k) > 0) != (R.count(k) > 0))),
+# Colours NLVR2 statements name: three of the scene colours, not all six. The statements need a word-conditioned
+# lookup ("is *this* colour in the left image?"); a tiny random-init model trained for CPU minutes learns it for
+# three colours but never for six (bench/RESULTS.md, "What the models learn": with six, full fine-tuning stays at
+# the majority answer after 2,160 steps on the training set itself).
+NLVR2_COLORS: tuple[str, ...] = ("red", "blue", "yellow")
+
+# Statement makers: each turns a drawn colour into (text, predicate). Every family relates the two
+# images (left / right / either / exactly one) through the presence of a colour, which random-init CLIP grids
+# encode (a linear probe on them finds each colour 97-100% of the time). Left out, though upstream has plenty:
+# statements about counts and shape kinds (random-init grids do not encode them: an MLP on pooled features stays
+# at the majority answer on count comparisons, so they would only be label noise for the demo) and the
+# conjunctions "both images ..." / "the left ... and the right does not" (rarely true with three colours, they
+# tilt the labels towards "false" and measured worse: 0.675 against a majority of 0.625, vs 0.668 against 0.598).
+_NLVR2_FAMILIES: list[Callable[[str], tuple[str, Predicate]]] = [
+    lambda c: (f"At least one image contains {art(c)} {c} shape.",
+               lambda L, R: L.count(color=c) + R.count(color=c) > 0),
+    lambda c: (f"Exactly one image contains {art(c)} {c} shape.",
+               lambda L, R: (L.count(color=c) > 0) != (R.count(color=c) > 0)),
+    lambda c: (f"The left image contains {art(c)} {c} shape.", lambda L, R: L.count(color=c) > 0),
+    lambda c: (f"The right image contains {art(c)} {c} shape.", lambda L, R: R.count(color=c) > 0),
 ]
 
 
 def nlvr2_candidates(pairs: list[tuple[Scene, Scene]], rng: random.Random, n: int = 24) -> list[tuple[str, Predicate]]:
-    """Random true/false statements about an image pair (families weighted as ``_NLVR2_FAMILIES``), each with
-    the predicate that decides it."""
-    colors, shapes = list(COLORS), list(SHAPES)
-    weights = [w for w, _ in _NLVR2_FAMILIES]
-    out: list[tuple[str, Predicate]] = []
-    for _ in range(n):
-        family = rng.choices(range(len(weights)), weights=weights)[0]
-        c, k, m = rng.choice(colors), rng.choice(shapes), rng.choice((1, 2, 3))
-        tot = rng.choice((2, 3, 4, 5))
-        out.append(_NLVR2_FAMILIES[family][1](c, k, m, tot))
-    return out
+    """Random true/false statements about an image pair (a family of ``_NLVR2_FAMILIES`` and a colour of
+    ``NLVR2_COLORS`` each), each with the predicate that decides it."""
+    return [rng.choice(_NLVR2_FAMILIES)(rng.choice(NLVR2_COLORS)) for _ in range(n)]
 
 
 def pick_statements(pairs: list[tuple[Scene, Scene]], rng: random.Random, n: int = 2) -> list[tuple[str, list[bool]]]:

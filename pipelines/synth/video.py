@@ -4,8 +4,10 @@ A clip has one or two shapes (distinct kinds and colours), each in its own lane,
 right, up, down or staying still at constant speed over the whole clip, so "which direction does the
 red circle move?" is answerable from any sampling of the frames (features are taken every 1.5 s).
 The encoder is pinned for reproducible bytes: libx264, one thread, no B-frames, fixed CRF/preset,
-``+bitexact`` on stream and container (no encoder version or creation time in the file). Frame ``i``
-has pts ``i`` in time base 1/fps, so decoders report exactly ``n_frames`` frames at ``fps``.
+``+bitexact`` on stream and container (no encoder version or creation time in the file), and frames
+handed over already in yuv420p (converted here, ``rgb_to_yuv420p``): with RGB frames, PyAV's swscale
+conversion made about one clip in four generations differ in its bytes. Frame ``i`` has pts ``i`` in time
+base 1/fps, so decoders report exactly ``n_frames`` frames at ``fps``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,25 @@ def frames(clip: Clip) -> Iterator[np.ndarray]:
         yield np.asarray(img)
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> the (H*3/2, W) planar yuv420p array PyAV takes: BT.601 limited range, chroma
+    averaged over 2x2 blocks; pure numpy, so the same pixels always give the same bytes."""
+    h, w, _ = rgb.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"yuv420p needs an even frame size, got {w}x{h}")
+    x = rgb.astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
+
+    planes = [np.rint(y).ravel(), np.rint(sub(cb)).ravel(), np.rint(sub(cr)).ravel()]
+    return np.clip(np.concatenate(planes), 0, 255).astype(np.uint8).reshape(h * 3 // 2, w)
+
+
 def write_mp4(path: Path, clip: Clip, crf: int = 20) -> None:
     """Encode ``clip`` to ``path`` (H.264, yuv420p, pinned settings; see the module docstring)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +136,7 @@ def write_mp4(path: Path, clip: Clip, crf: int = 20) -> None:
         stream.codec_context.thread_count = 1
         stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "bf": "0", "flags": "+bitexact"}
         for i, array in enumerate(frames(clip)):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(array), format="yuv420p")
             frame.pts = i
             for packet in stream.encode(frame):
                 container.mux(packet)

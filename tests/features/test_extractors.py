@@ -84,7 +84,8 @@ def rn101_batch(rn101):
 def rn101_file(rn101, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "rn101.safetensors"
     save_file({k: v.contiguous() for k, v in rn101.model.state_dict().items()}, str(path))
-    return path
+    yield path
+    path.unlink(missing_ok=True)  # 458 MB: do not leave it on the CI host's disk
 
 
 # ----------------------------------------------------------------------------------------------------- registry

@@ -304,33 +304,15 @@ def test_gqa_schema_and_answers(root, truth):
 def nlvr2_oracle(sentence: str, left: dict, right: dict) -> bool:
     L, R = left["shapes"], right["shapes"]
 
-    def has(shapes, kind=None, color=None):
-        return any((kind is None or s["kind"] == kind) and (color is None or s["color"] == color) for s in shapes)
+    def has(shapes, color):
+        return any(s["color"] == color for s in shapes)
 
-    if sentence == "The left image contains more shapes than the right image.":
-        return len(L) > len(R)
-    if sentence == "The right image contains more shapes than the left image.":
-        return len(R) > len(L)
-    if sentence == "Both images contain the same number of shapes.":
-        return len(L) == len(R)
-    if m := re.fullmatch(r"Both images contain an? (\w+) shape\.", sentence):
-        return has(L, color=m[1]) and has(R, color=m[1])
     if m := re.fullmatch(r"At least one image contains an? (\w+) shape\.", sentence):
         return has(L, color=m[1]) or has(R, color=m[1])
     if m := re.fullmatch(r"Exactly one image contains an? (\w+) shape\.", sentence):
         return has(L, color=m[1]) != has(R, color=m[1])
     if m := re.fullmatch(r"The (left|right) image contains an? (\w+) shape\.", sentence):
         return has(L if m[1] == "left" else R, color=m[2])
-    if m := re.fullmatch(r"At least one image contains an? (\w+) (\w+)\.", sentence):
-        return has(L, m[2], m[1]) or has(R, m[2], m[1])
-    if m := re.fullmatch(r"There are exactly (\w+) shapes in total across both images\.", sentence):
-        return len(L) + len(R) == NUMBER[m[1]]
-    if m := re.fullmatch(r"Each image contains exactly (\w+) shapes?\.", sentence):
-        return len(L) == len(R) == NUMBER[m[1]]
-    if m := re.fullmatch(r"The left image contains a (\w+) and the right image does not\.", sentence):
-        return has(L, m[1]) and not has(R, m[1])
-    if m := re.fullmatch(r"Exactly one image contains a (\w+)\.", sentence):
-        return has(L, m[1]) != has(R, m[1])
     raise AssertionError(f"no oracle for {sentence!r}")
 
 
@@ -352,6 +334,10 @@ def test_nlvr2_records_have_the_real_schema_and_true_labels(root, truth):
             assert (folder / f"{stem}-img0.png").is_file() and (folder / f"{stem}-img1.png").is_file()
             left, right = truth["nlvr2"][f"{stem}-img0"], truth["nlvr2"][f"{stem}-img1"]
             assert (r["label"] == "True") == nlvr2_oracle(r["sentence"], left, right), r
+            # statements name only the three colours a tiny model can learn to look up (pipelines.synth.language)
+            named = {w for w in re.findall(r"\w+", r["sentence"]) if w in ("red", "green", "blue", "yellow",
+                                                                            "purple", "orange")}
+            assert len(named) == 1 and named <= {"red", "blue", "yellow"}, r["sentence"]
             labels.append(r["label"] == "True")
         per_sentence = Counter(r["identifier"].rsplit("-", 2)[0] + r["identifier"][-2:] for r in records)
         assert set(per_sentence.values()) == {4}  # every sentence is labelled on the set's 4 pairs

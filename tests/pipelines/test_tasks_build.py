@@ -41,7 +41,7 @@ def test_real_rows_give_the_spec_text(built):
         "[Choices] a0: Five. a1: None. a2: Four. a3: One. a4: Three. tvqa: ")
     assert tvqa["target"] == "a3"
     nlvr = TaskDataset(paths["nlvr2"])[0]
-    assert format_input(task_format("nlvr2"), nlvr) == "nlvr: The right image contains more shapes than the left image."
+    assert format_input(task_format("nlvr2"), nlvr) == "nlvr: The right image contains a blue shape."
     assert nlvr["target"] == "false" and nlvr["vis"].shape == (2, 49, 16)
     vqa = TaskDataset(paths["vqa"])[0]
     assert format_input(task_format("vqa"), vqa) == "vqa: How many shapes are there?" and vqa["target"] == "3"
