@@ -139,11 +139,11 @@ def _synthetic(kind: str) -> TrainConfig:
                      "of the embedded synthetic data; a CPU-minutes run, not the paper's setting"),
         backbone="tiny-bart", method="vl-pet-large",
         tasks=list(VIDEO_TASKS if video else IMAGE_TASKS), feat_dim=512 if video else 2048,
-        lr=3e-3 if video else 1e-2, epochs=8 if video else 6, batch_size=16 if video else 48, seed=42, dropout=0.0,
+        lr=3e-3 if video else 1e-2, epochs=6, batch_size=16 if video else 48, seed=42, dropout=0.0,
         precision="auto", log_every_steps=5, eval_batch_size=32, feature_norm="standardize",
         generation={"tvqa": {"num_beams": 1}, "how2qa": {"num_beams": 1}, "coco": {"num_beams": 2},
                     "tvc": {"num_beams": 2}, "yc2c": {"num_beams": 2}},
-        pretrain=PretrainConfig(steps=300, batch_size=32, lr=1e-3),
+        pretrain=PretrainConfig(steps=200 if video else 300, batch_size=32, lr=1e-3),
         # VALUE's test files carry no labels (as upstream), so the video preset scores its held-out val splits.
         test_splits={**TEST_SPLITS, **({t: VAL_SPLITS[t] for t in VIDEO_TASKS} if video else {})},
     )
