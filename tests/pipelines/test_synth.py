@@ -25,7 +25,6 @@ from pipelines.synth.scenes import nearest_color
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
 CFG = SCALES["tiny"]
-NUMBER = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
 POS = {"on the left": "left", "on the right": "right", "at the top": "top", "at the bottom": "bottom",
        "in the middle": "middle"}
 
