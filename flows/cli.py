@@ -45,17 +45,27 @@ def demo(
     scale: str = typer.Option("demo", help="synthetic data scale: demo | tiny (tiny = CI-sized, a few steps)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    backbone: str | None = typer.Option(
+        None, help="a pretrained BART/T5 for both presets: a local directory, or bart-base / t5-base when in the "
+                   "local Hugging Face cache (default: tiny-bart, random init denoised on the synthetic text)"),
 ) -> None:
     """The whole pipeline on embedded synthetic data, as the Prefect flow ``end-to-end`` (ephemeral mode)."""
     from vlpet.cli import console
 
+    if backbone is not None:
+        from flows.demo import demo_overrides
+
+        try:
+            demo_overrides(scale, backbone)  # refuse a backbone without weights before anything is written
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--backbone") from None
     prefect_env(workdir)
     from flows.model_flows import end_to_end_flow
 
     console.print("[bold]vlpet demo[/bold]: synthetic data in upstream formats -> file:// mirror -> verified "
                   "download -> unified tables -> CLIP feature stores -> task tables -> VL-PET training (image and "
                   "video presets) -> evaluation against the majority baseline; every stage cached and in the lineage.")
-    report = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device)
+    report = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device, backbone=backbone)
     for task, v in report["tasks"].items():
         score = "-" if v["score"] is None else f"{v['score']:.4f}"
         base = "-" if v["majority_baseline"] is None else f"{v['majority_baseline']:.4f}"

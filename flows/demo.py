@@ -57,9 +57,31 @@ def _synthesize(root: Path, mirror: Path, scale: str, seed: int) -> dict[str, An
     return result
 
 
+def demo_overrides(scale: str, backbone: str | None = None,
+                   train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training overrides of both presets: ``train_overrides`` (default: the tiny scale's few steps), and
+    with ``backbone`` a pretrained BART/T5 in place of the denoised random tiny-bart (no pre-training then).
+
+    ``backbone`` must have weights on disk (a local directory, or ``bart-base``/``t5-base`` in the local
+    Hugging Face cache): a random ``bart-base`` would only be a slower tiny-bart, so it is refused up front."""
+    from vlpet.backbones import pretrained_available
+
+    overrides = dict(train_overrides if train_overrides is not None else (TINY_OVERRIDES if scale == "tiny" else {}))
+    if backbone is not None:
+        if not pretrained_available(backbone):
+            raise ValueError(f"--backbone {backbone!r}: no pretrained weights on this machine (neither a local "
+                             "directory with config.json nor a Hugging Face cache entry); without them the demo "
+                             "uses its default, tiny-bart denoised on the synthetic text")
+        overrides.update(backbone=backbone, pretrain=None)
+    return overrides
+
+
 def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", seed: int = 0, device: str = "auto",
-                   train_overrides: dict[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
-    """Run every stage (cached) and write ``report.json`` / ``report.md`` under ``workdir``."""
+                   train_overrides: dict[str, Any] | None = None, backbone: str | None = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """Run every stage (cached) and write ``report.json`` / ``report.md`` under ``workdir``.
+
+    ``backbone``: a pretrained BART/T5 for both presets (see ``demo_overrides``); checked before any work."""
     from flows.caching import write_json_atomic
     from flows.lineage import LineageStore
     from flows.model_flows import run_evaluate, run_train
@@ -74,7 +96,7 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
     mirror = workdir / "mirror"
     timings: dict[str, float] = {}
     hits: dict[str, list[bool]] = {}
-    overrides = dict(train_overrides if train_overrides is not None else (TINY_OVERRIDES if scale == "tiny" else {}))
+    overrides = demo_overrides(scale, backbone, train_overrides)
 
     synth = _timed(timings, "synthesize", lambda: _synthesize(root, mirror, scale, seed))
     hits["synthesize"] = [synth["cache_hit"]]

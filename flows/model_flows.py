@@ -141,8 +141,9 @@ def evaluate_flow(run_dir: str, root: str = "data", split: str = "test", tasks_d
 
 @flow(name="end-to-end", persist_result=False, log_prints=True)
 def end_to_end_flow(workdir: str = "demo-output", scale: str = "demo", seed: int = 0, device: str = "auto",
-                    train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                    train_overrides: dict[str, Any] | None = None, backbone: str | None = None) -> dict[str, Any]:
     """Synthetic raw media → download → prepare → features → task tables → train → evaluate → report."""
     from flows.demo import run_end_to_end
 
-    return run_end_to_end(workdir, scale=scale, seed=seed, device=device, train_overrides=train_overrides)
+    return run_end_to_end(workdir, scale=scale, seed=seed, device=device, train_overrides=train_overrides,
+                          backbone=backbone)

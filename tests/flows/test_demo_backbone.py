@@ -1,0 +1,45 @@
+"""``vlpet demo --backbone``: a pretrained BART/T5 replaces the denoised tiny-bart in both presets, and a name
+without weights on disk is refused before anything is written (a random bart-base would only be slower)."""
+
+from __future__ import annotations
+
+from transformers import BartForConditionalGeneration
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.demo import PRESETS, TINY_OVERRIDES, demo_overrides
+from flows.runs import load_train_config
+from vlpet.backbones import architecture_config
+
+
+def test_default_overrides_are_the_scale_defaults_or_the_callers():
+    assert demo_overrides("demo") == {}
+    assert demo_overrides("tiny") == TINY_OVERRIDES
+    assert demo_overrides("tiny", train_overrides={"epochs": 2}) == {"epochs": 2}
+
+
+def test_local_pretrained_directory_replaces_tiny_bart_without_pretraining(tmp_path):
+    snap = tmp_path / "my-bart"
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
+    over = demo_overrides("tiny", backbone=str(snap))
+    assert over["backbone"] == str(snap) and over["pretrain"] is None
+    assert over["max_steps"] == TINY_OVERRIDES["max_steps"]  # the scale's other settings stay
+    assert TINY_OVERRIDES["pretrain"] is not None  # the module default is not mutated
+    for preset_name in PRESETS.values():
+        cfg = load_train_config(preset_name, overrides=over)
+        assert cfg.backbone == str(snap) and cfg.pretrain is None
+
+
+def test_backbone_without_weights_is_refused_before_any_work(tmp_path):
+    # tiny-bart is an architecture with no public checkpoint: never "pretrained" on any machine.
+    try:
+        demo_overrides("demo", backbone="tiny-bart")
+    except ValueError as e:
+        assert "--backbone 'tiny-bart'" in str(e) and "no pretrained weights" in str(e)
+    else:
+        raise AssertionError("a backbone without weights on disk was accepted")
+    work = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(work), "--backbone", "tiny-bart"])
+    assert result.exit_code == 2, result.output
+    assert "no pretrained weights" in result.output
+    assert not work.exists()  # nothing written: no Prefect home, no data
