@@ -72,7 +72,9 @@ def demo_overrides(scale: str, backbone: str | None = None,
             raise ValueError(f"--backbone {backbone!r}: no pretrained weights on this machine (neither a local "
                              "directory with config.json nor a Hugging Face cache entry); without them the demo "
                              "uses its default, tiny-bart denoised on the synthetic text")
-        overrides.update(backbone=backbone, pretrain=None)
+        local = Path(backbone).expanduser()
+        # A directory is recorded absolute, so the run's config still names it from another working directory.
+        overrides.update(backbone=str(local.resolve()) if local.is_dir() else backbone, pretrain=None)
     return overrides
 
 

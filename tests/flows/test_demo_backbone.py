@@ -22,12 +22,18 @@ def test_local_pretrained_directory_replaces_tiny_bart_without_pretraining(tmp_p
     snap = tmp_path / "my-bart"
     BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
     over = demo_overrides("tiny", backbone=str(snap))
-    assert over["backbone"] == str(snap) and over["pretrain"] is None
+    assert over["backbone"] == str(snap.resolve()) and over["pretrain"] is None
     assert over["max_steps"] == TINY_OVERRIDES["max_steps"]  # the scale's other settings stay
     assert TINY_OVERRIDES["pretrain"] is not None  # the module default is not mutated
     for preset_name in PRESETS.values():
         cfg = load_train_config(preset_name, overrides=over)
-        assert cfg.backbone == str(snap) and cfg.pretrain is None
+        assert cfg.backbone == str(snap.resolve()) and cfg.pretrain is None
+
+
+def test_relative_directory_is_recorded_absolute(tmp_path, monkeypatch):
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(tmp_path / "bb")
+    monkeypatch.chdir(tmp_path)
+    assert demo_overrides("demo", backbone="bb")["backbone"] == str((tmp_path / "bb").resolve())
 
 
 def test_backbone_without_weights_is_refused_before_any_work(tmp_path):
