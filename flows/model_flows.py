@@ -33,6 +33,15 @@ def _table_inputs(tasks_dir: Path, cfg: TrainConfig, which: str) -> dict[str, Pa
     return tables
 
 
+def backbone_inputs(backbone: str) -> dict[str, Path]:
+    """Every file of a local backbone directory (weights, config, tokenizer), so that new weights under the same
+    path retrain; a hub name (read from the local HF cache at a pinned revision) has none."""
+    directory = Path(backbone).expanduser()
+    if not directory.is_dir():
+        return {}
+    return {f"backbone/{f.relative_to(directory)}": f for f in sorted(directory.rglob("*")) if f.is_file()}
+
+
 def _table_records(lineage: LineageStore, tables: dict[str, Path]) -> list[Any]:
     return [lineage.ensure("task-table", p, stage="build-dataset") for p in tables.values()]
 
@@ -46,7 +55,7 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
     cache = StageCache(root)
     tables = _table_inputs(tasks, cfg, "train")
     params = {"config": cfg.model_dump(mode="json"), "out": str(Path(out).resolve()), "device": device}
-    inputs = {name: cache.hasher.file(p) for name, p in tables.items()}
+    inputs = {name: cache.hasher.file(p) for name, p in {**tables, **backbone_inputs(cfg.backbone)}.items()}
 
     def work() -> dict[str, Any]:
         t = time.perf_counter()

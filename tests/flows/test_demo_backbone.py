@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.demo import PRESETS, TINY_OVERRIDES, demo_overrides
+from flows.model_flows import backbone_inputs
 from flows.runs import load_train_config
 from vlpet.backbones import architecture_config
 
@@ -49,3 +50,15 @@ def test_backbone_without_weights_is_refused_before_any_work(tmp_path):
     assert result.exit_code == 2, result.output
     assert "no pretrained weights" in result.output
     assert not work.exists()  # nothing written: no Prefect home, no data
+
+
+def test_train_cache_key_covers_a_local_backbones_files(tmp_path):
+    snap = tmp_path / "bb"
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
+    (snap / "tok").mkdir()
+    (snap / "tok" / "vocab.json").write_text("{}")
+    files = backbone_inputs(str(snap))
+    assert set(files) == {"backbone/config.json", "backbone/generation_config.json", "backbone/model.safetensors",
+                          "backbone/tok/vocab.json"}
+    assert all(p.is_file() for p in files.values())
+    assert backbone_inputs("bart-base") == {} and backbone_inputs("tiny-bart") == {}  # names, not directories
