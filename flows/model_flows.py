@@ -46,6 +46,15 @@ def _table_records(lineage: LineageStore, tables: dict[str, Path]) -> list[Any]:
     return [lineage.ensure("task-table", p, stage="build-dataset") for p in tables.values()]
 
 
+def train_input_records(lineage: LineageStore, tables: dict[str, Path], backbone: str) -> list[Any]:
+    """The lineage inputs of a checkpoint: its task tables, and a local backbone directory (by its tree digest)."""
+    records = _table_records(lineage, tables)
+    if backbone_inputs(backbone):
+        records.append(lineage.ensure("backbone", Path(backbone).expanduser(), stage="external",
+                                      params={"name": backbone}))
+    return records
+
+
 def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.PathLike[str], *,
               tasks_dir: str | os.PathLike[str] | None = None, device: str = "auto", progress: bool = False,
               data_notes: list[str] | None = None, force: bool = False) -> dict[str, Any]:
@@ -66,7 +75,7 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
         conf = result["config"]
         lineage = LineageStore(root, cache.hasher)
         rec = lineage.record(
-            "checkpoint", model_dir, _table_records(lineage, tables),
+            "checkpoint", model_dir, train_input_records(lineage, tables, cfg.backbone),
             {"preset": cfg.name, "method": cfg.method, "backbone": cfg.backbone, "lr": cfg.lr,
              "epochs": cfg.epochs, "batch_size": cfg.batch_size, "seed": cfg.seed},
             code_version=code_version(*CODE_TRAIN), device=result["train"]["device"], stage="train",

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.demo import PRESETS, TINY_OVERRIDES, demo_overrides
-from flows.model_flows import backbone_inputs
+from flows.lineage import LineageStore
+from flows.model_flows import backbone_inputs, train_input_records
 from flows.runs import load_train_config
 from vlpet.backbones import architecture_config
 
@@ -62,3 +63,16 @@ def test_train_cache_key_covers_a_local_backbones_files(tmp_path):
                           "backbone/tok/vocab.json"}
     assert all(p.is_file() for p in files.values())
     assert backbone_inputs("bart-base") == {} and backbone_inputs("tiny-bart") == {}  # names, not directories
+
+
+def test_checkpoint_lineage_names_a_local_backbone_by_content(tmp_path):
+    snap = tmp_path / "bb"
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
+    lineage = LineageStore(tmp_path / "root")
+    assert train_input_records(lineage, {}, "tiny-bart") == []
+    (rec,) = train_input_records(lineage, {}, str(snap))
+    assert rec.kind == "backbone" and rec.path == str(snap.resolve())
+    assert rec.sha256 == lineage.hasher.tree(snap)
+    assert train_input_records(lineage, {}, str(snap))[0].id == rec.id  # unchanged weights: the same record
+    (snap / "config.json").write_text((snap / "config.json").read_text() + " ")
+    assert train_input_records(lineage, {}, str(snap))[0].id != rec.id  # new content: a new record
