@@ -50,8 +50,11 @@ def train_input_records(lineage: LineageStore, tables: dict[str, Path], backbone
     """The lineage inputs of a checkpoint: its task tables, and a local backbone directory (by its tree digest)."""
     records = _table_records(lineage, tables)
     if backbone_inputs(backbone):
+        from vlpet.pretrain import pretraining_record
+
         records.append(lineage.ensure("backbone", Path(backbone).expanduser(), stage="external",
-                                      params={"name": backbone}))
+                                      params={"name": backbone},
+                                      flags={"random_init_weights": pretraining_record(backbone) is not None}))
     return records
 
 

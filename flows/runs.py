@@ -140,13 +140,13 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
     from transformers.utils import logging as hf_logging
 
     from vlpet.backbones import architecture_config, pretrained_available
-    from vlpet.pretrain import PRETRAINING_RECORD, denoising_pretrain
+    from vlpet.pretrain import PRETRAINING_RECORD, denoising_pretrain, pretraining_record
     from vlpet.tokenization import train_tokenizer
 
     hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars are noise in a training log
 
     if pretrained_available(cfg.backbone):
-        return cfg.backbone, None, None
+        return cfg.backbone, None, pretraining_record(cfg.backbone)  # a vlpet-denoised directory says so
     family = "t5" if architecture_config(cfg.backbone).model_type == "t5" else "bart"
     out = run_dir / "backbone"
     if cfg.pretrain is not None and (out / PRETRAINING_RECORD).is_file():

@@ -32,6 +32,13 @@ def _corrupt(ids: torch.Tensor, special: torch.Tensor, mask_id: int, prob: float
     return ids.masked_fill(noise & ~special, mask_id)
 
 
+def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
+    """The record of a backbone directory made by ``denoising_pretrain`` (a random init, not a public
+    checkpoint, whoever passes it on); None for anything else."""
+    path = Path(backbone).expanduser() / PRETRAINING_RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_dir: str | Path, *,
                        steps: int = 200, batch_size: int = 32, lr: float = 1e-3, mask_prob: float = 0.3,
                        seed: int = 0, dropout: float | None = None) -> dict[str, Any]:

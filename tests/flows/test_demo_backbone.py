@@ -76,3 +76,16 @@ def test_checkpoint_lineage_names_a_local_backbone_by_content(tmp_path):
     assert train_input_records(lineage, {}, str(snap))[0].id == rec.id  # unchanged weights: the same record
     (snap / "config.json").write_text((snap / "config.json").read_text() + " ")
     assert train_input_records(lineage, {}, str(snap))[0].id != rec.id  # new content: a new record
+
+
+def test_a_vlpet_denoised_directory_is_still_random_init_in_lineage(tmp_path):
+    from vlpet.pretrain import PRETRAINING_RECORD, pretraining_record
+
+    snap = tmp_path / "denoised"
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
+    lineage = LineageStore(tmp_path / "root")
+    assert pretraining_record(snap) is None
+    assert train_input_records(lineage, {}, str(snap))[0].flags["random_init_weights"] is False
+    (snap / PRETRAINING_RECORD).write_text('{"origin": "random init of tiny-bart, denoising pre-trained by vlpet"}')
+    assert pretraining_record(snap)["origin"].startswith("random init")
+    assert train_input_records(lineage, {}, str(snap))[0].flags["random_init_weights"] is True
