@@ -29,25 +29,13 @@ import pyarrow as pa
 
 from pipelines.synth import video_text as vt
 from pipelines.synth.scenes import COLORS
+from pipelines.tasks.build import open_task_table, write_stream_atomic
 
 SPLITS = ("train", "val")
 # Every answer of every question family, by its place in the family's fixed order.
 _POOLS = [list(vt.DIRECTION_ANSWER.values()), list(vt.PLACE_ANSWERS.values()), vt.SHAPE_ANSWERS,
           [c.capitalize() + "." for c in COLORS], vt.COUNT_ANSWERS]
 FIXED_ORDER = {answer: i for pool in _POOLS for i, answer in enumerate(pool)}
-
-
-def _read(path: Path) -> pa.Table:
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_stream(source).read_all()
-
-
-def _write(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    tmp = path.with_suffix(".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_table(table)
-    tmp.replace(path)
 
 
 def variant_rows(rows: list[dict[str, Any]], variant: set[str], copies: int, rng: random.Random
@@ -81,8 +69,9 @@ def write_variant(tasks_dir: Path, out: Path, variant: set[str], copies: int, se
     rng = random.Random(seed)
     for split in SPLITS:
         path = out / "tvqa" / f"{split}.arrow"
-        table = _read(path)
-        _write(path, variant_rows(table.to_pylist(), variant, copies if split == "train" else 1, rng), table.schema)
+        table = open_task_table(path)
+        rows = variant_rows(table.to_pylist(), variant, copies if split == "train" else 1, rng)
+        write_stream_atomic(pa.Table.from_pylist(rows, schema=table.schema), path)
 
 
 def train_and_score(tasks: Path, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -49,10 +49,11 @@ def _table_records(lineage: LineageStore, tables: dict[str, Path]) -> list[Any]:
 def train_input_records(lineage: LineageStore, tables: dict[str, Path], backbone: str) -> list[Any]:
     """The lineage inputs of a checkpoint: its task tables, and a local backbone directory (by its tree digest)."""
     records = _table_records(lineage, tables)
-    if backbone_inputs(backbone):
+    directory = Path(backbone).expanduser()
+    if directory.is_dir():
         from vlpet.pretrain import pretraining_record
 
-        records.append(lineage.ensure("backbone", Path(backbone).expanduser(), stage="external",
+        records.append(lineage.ensure("backbone", directory, stage="external",
                                       params={"name": backbone},
                                       flags={"random_init_weights": pretraining_record(backbone) is not None}))
     return records

@@ -140,7 +140,7 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
     from transformers.utils import logging as hf_logging
 
     from vlpet.backbones import architecture_config, pretrained_available
-    from vlpet.pretrain import PRETRAINING_RECORD, denoising_pretrain, pretraining_record
+    from vlpet.pretrain import denoising_pretrain, pretraining_record
     from vlpet.tokenization import train_tokenizer
 
     hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars are noise in a training log
@@ -149,8 +149,8 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
         return cfg.backbone, None, pretraining_record(cfg.backbone)  # a vlpet-denoised directory says so
     family = "t5" if architecture_config(cfg.backbone).model_type == "t5" else "bart"
     out = run_dir / "backbone"
-    if cfg.pretrain is not None and (out / PRETRAINING_RECORD).is_file():
-        return str(out), None, json.loads((out / PRETRAINING_RECORD).read_text())  # made by an earlier attempt
+    if cfg.pretrain is not None and (record := pretraining_record(out)) is not None:
+        return str(out), None, record  # made by an earlier attempt
     tok_dir = run_dir / "tokenizer"
     if cfg.pretrain is None and tok_dir.is_dir():  # trained by rank 0 / an earlier attempt: every rank shares it
         from transformers import AutoTokenizer
