@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,13 @@ def corpus_texts(datasets: Mapping[str, Any]) -> list[str]:
     return texts
 
 
+def pretraining_max_length(tasks: Sequence[str]) -> int:
+    """Tokens per text in the denoising pre-training: every input position fine-tuning feeds (the tasks'
+    ``max_input_len``; video inputs run to ~120 tokens, and a cap of 64 left their question and choices on
+    position embeddings that never trained), and at least the 64 that covers the image tasks' targets."""
+    return max(64, *(TASK_FORMATS[t].max_input_len for t in tasks))
+
+
 def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
     """The backbone to build and its tokenizer. Pretrained weights on disk are used as they are; a random
     backbone gets a BPE tokenizer trained on the data's text and, when ``cfg.pretrain`` is set, a short
@@ -164,7 +171,8 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
         return cfg.backbone, tok, None
     p = cfg.pretrain
     record = denoising_pretrain(cfg.backbone, tok, texts, out, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
-                                mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout)
+                                mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout,
+                                max_length=pretraining_max_length(cfg.tasks))
     return str(out), None, record
 
 

@@ -48,6 +48,7 @@ def test_train_then_evaluate_writes_a_complete_run(tasks_dir, tmp_path):
     assert TrainConfig.model_validate(saved["train"]) == cfg  # every hyper-parameter visible and exact
     assert saved["train"]["adam_eps"] == 1e-6 and saved["train"]["clip_grad_norm"] == 5.0
     assert saved["backbone_pretraining"]["steps"] == 3 and saved["random_init_backbone"] is True
+    assert saved["backbone_pretraining"]["max_length"] == 64  # image inputs are at most 40 tokens
     assert saved["train_tables"]["gqa"][1]["split"] == "valid"  # GQA trains on train + valid
     assert all(n.endswith("bias") for n in saved["no_weight_decay_params"])
 

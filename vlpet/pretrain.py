@@ -24,12 +24,38 @@ import torch
 from vlpet.backbones import RandomWeightsWarning, load_backbone
 
 PRETRAINING_RECORD = "vlpet_pretraining.json"
+CHUNK_SIZE = 8  # rows per forward pass of a pre-training batch (see denoising_backward)
 
 
 def _corrupt(ids: torch.Tensor, special: torch.Tensor, mask_id: int, prob: float, gen: torch.Generator
              ) -> torch.Tensor:
     noise = torch.rand(ids.shape, generator=gen) < prob
     return ids.masked_fill(noise & ~special, mask_id)
+
+
+def denoising_backward(model: Any, tokenizer: Any, batch: Sequence[str], *, max_length: int, mask_id: int,
+                       mask_prob: float, gen: torch.Generator, chunk_size: int = CHUNK_SIZE) -> float:
+    """Back-propagate the batch's denoising loss (the mean over all its tokens) and return it.
+
+    Why in chunks: a random batch mixes answers of 3 tokens with video inputs of ~120, and one padded tensor
+    pays for the longest on every row. The rows are sorted by length and run ``chunk_size`` at a time, each
+    chunk's mean loss weighted by its share of the batch's tokens: the same loss and gradient, less padding."""
+    lengths = [len(ids) for ids in tokenizer(list(batch), truncation=True, max_length=max_length).input_ids]
+    order = sorted(range(len(batch)), key=lengths.__getitem__)
+    n_tokens = sum(lengths)  # every token is a label (padding is not)
+    total = 0.0
+    for k in range(0, len(order), chunk_size):
+        chunk = [batch[i] for i in order[k:k + chunk_size]]
+        enc = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt",
+                        return_special_tokens_mask=True)
+        special = enc.pop("special_tokens_mask").bool()
+        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+        inputs = _corrupt(enc.input_ids, special, mask_id, mask_prob, gen)
+        share = int(enc.attention_mask.sum()) / n_tokens
+        loss = model(input_ids=inputs, attention_mask=enc.attention_mask, labels=labels).loss * share
+        loss.backward()
+        total += loss.item()
+    return total
 
 
 def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
@@ -41,10 +67,12 @@ def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
 
 def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_dir: str | Path, *,
                        steps: int = 200, batch_size: int = 32, lr: float = 1e-3, mask_prob: float = 0.3,
-                       seed: int = 0, dropout: float | None = None) -> dict[str, Any]:
+                       seed: int = 0, dropout: float | None = None, max_length: int = 64) -> dict[str, Any]:
     """Pre-train ``backbone`` (a tiny preset or any architecture name) from random init; returns the record.
 
-    ``dropout`` (None: the architecture's) is also what the saved backbone config carries into fine-tuning."""
+    ``dropout`` (None: the architecture's) is also what the saved backbone config carries into fine-tuning.
+    ``max_length`` (tokens per text) must cover the inputs fine-tuning will feed: BART's learned position
+    embeddings past it stay at their random init, and a PET method keeps them frozen."""
     if not texts:
         raise ValueError("denoising pre-training needs at least one text")
     torch.manual_seed(seed)
@@ -65,19 +93,16 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     model.train()
     losses = []
     for _ in range(steps):
+        # Random batches on purpose: length-grouped ones (less padding) made the synthetic video preset's
+        # fine-tuning collapse to one output for every task (bench/RESULTS.md, session 13).
         batch = [texts[rng.randrange(len(texts))] for _ in range(batch_size)]
-        enc = tokenizer(batch, padding=True, truncation=True, max_length=64, return_tensors="pt",
-                        return_special_tokens_mask=True)
-        special = enc.pop("special_tokens_mask").bool()
-        labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
-        inputs = _corrupt(enc.input_ids, special, mask_id, mask_prob, gen)
-        loss = model(input_ids=inputs, attention_mask=enc.attention_mask, labels=labels).loss
         opt.zero_grad()
-        loss.backward()
+        loss = denoising_backward(model, tokenizer, batch, max_length=max_length, mask_id=mask_id,
+                                  mask_prob=mask_prob, gen=gen)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(loss)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
@@ -86,7 +111,8 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     record = {
         "origin": f"random init of {info.name}, denoising pre-trained by vlpet (not a public checkpoint)",
         "architecture": info.name, "objective": f"reconstruct text with {mask_prob:.0%} of tokens masked",
-        "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "dropout": dropout, "n_texts": len(texts),
+        "steps": steps, "batch_size": batch_size, "max_length": max_length, "lr": lr,
+        "seed": seed, "dropout": dropout, "n_texts": len(texts),
         "texts_sha256": digest, "loss_first": round(losses[0], 4), "loss_last": round(losses[-1], 4),
     }
     (out / PRETRAINING_RECORD).write_text(json.dumps(record, indent=2))

@@ -1,0 +1,71 @@
+"""The denoising pre-training of a random tiny backbone (``vlpet.pretrain``): which positions it trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flows.runs import pretraining_max_length
+from vlpet.backbones import load_backbone
+from vlpet.pretrain import denoising_pretrain
+
+# BART's learned position embeddings put position p in row p + 2.
+BART_POS_OFFSET = 2
+
+
+def _moved_rows(tokenizer, tmp_path, texts, max_length):
+    """Per position row of the encoder's position embeddings: how far pre-training moved it from its init."""
+    torch.manual_seed(0)  # denoising_pretrain seeds the same way before building the random model
+    init, _ = load_backbone("tiny-bart", vocab_size=len(tokenizer))
+    denoising_pretrain("tiny-bart", tokenizer, texts, tmp_path / f"bb{max_length}", steps=2, batch_size=2,
+                       seed=0, max_length=max_length)
+    done, _ = load_backbone(str(tmp_path / f"bb{max_length}"))
+    before = init.get_encoder().embed_positions.weight
+    after = done.get_encoder().embed_positions.weight
+    return (after - before).abs().amax(dim=1)
+
+
+def test_pretraining_trains_the_positions_up_to_max_length_and_no_further(tokenizers, tmp_path):
+    tok = tokenizers["bart"]
+    texts = ["red blue " * 60] * 2
+    n_tokens = len(tok(texts[0]).input_ids)
+    assert n_tokens > 100
+    # Adam moves a parameter with a gradient by ~lr (1e-3) per step; a row without one only decays (lr x 0.01).
+    short = _moved_rows(tok, tmp_path, texts, max_length=48)
+    assert (short[BART_POS_OFFSET:BART_POS_OFFSET + 48] > 1e-4).all()
+    assert (short[BART_POS_OFFSET + 48:] < 1e-5).all()  # the old fixed cap left these at their random init
+    full = _moved_rows(tok, tmp_path, texts, max_length=256)
+    assert (full[BART_POS_OFFSET:BART_POS_OFFSET + n_tokens] > 1e-4).all()
+    assert (full[BART_POS_OFFSET + n_tokens:] < 1e-5).all()
+
+
+def test_pretraining_length_covers_every_input_position_the_tasks_feed():
+    # VLPET_SPEC: video inputs are truncated at 600 tokens, image inputs at 20 (VQA, GQA) / 40 (NLVR2, COCO).
+    assert pretraining_max_length(["tvqa", "how2qa", "tvc", "yc2c"]) == 600
+    assert pretraining_max_length(["vqa", "gqa", "nlvr2", "coco"]) == 64
+
+
+def test_chunked_backward_gives_the_whole_batch_loss_and_gradient(tokenizers):
+    """Sorting a batch by length and running it in chunks only saves padding: with no masking noise and no
+    dropout, loss and gradients equal one forward pass over the whole padded batch."""
+    from vlpet.pretrain import denoising_backward
+
+    tok = tokenizers["bart"]
+    batch = ["red", "a red circle left of a blue square " * 3, "yes", "vqa: what color is the circle?", "2"]
+    torch.manual_seed(0)
+    model, _ = load_backbone("tiny-bart", vocab_size=len(tok), dropout=0.0)
+    model.train()
+    grads = []
+    losses = []
+    for chunk_size in (len(batch), 2):
+        model.zero_grad()
+        losses.append(denoising_backward(model, tok, batch, max_length=64, mask_id=tok.mask_token_id,
+                                         mask_prob=0.0, gen=torch.Generator().manual_seed(0),
+                                         chunk_size=chunk_size))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    # The reference: the plain HF loss of the whole batch padded to its longest row.
+    enc = tok(batch, padding=True, return_tensors="pt")
+    labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
+    whole = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=labels).loss.item()
+    assert losses[0] == pytest.approx(whole, rel=1e-5) and losses[1] == pytest.approx(whole, rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
