@@ -1,4 +1,5 @@
-"""The denoising pre-training of a random tiny backbone (``vlpet.pretrain``): which positions it trains."""
+"""The denoising pre-training of a random tiny backbone (``vlpet.pretrain``): which positions it trains, and that
+its length-sorted chunks give the padded batch's loss and gradient."""
 
 from __future__ import annotations
 
