@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.caching import FileHasher, StageCache, code_version, content_key, run_cached, tree_digest
+from flows.caching import FileHasher, StageCache, code_version, content_key, tree_digest
+from flows.stages.core import Stage, StageOutput, StageParams, execute
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EXTRACTOR = "clip-vit-b32-grid"  # the fastest grid extractor on a CPU (random-init weights: no files here)
@@ -69,26 +70,51 @@ def test_file_hasher_memo_and_tree_digest(tmp_path):
         hasher.digest(d / "missing")
 
 
+class _ToyParams(StageParams):
+    root: str
+    p: int
+
+
+class _Toy(Stage[_ToyParams]):
+    """Writes ``<root>/out.txt``; input ``x`` is a fixed content hash (the executor adds the code version)."""
+
+    name = "toy"
+    Params = _ToyParams
+    packages = ("flows",)
+    calls: list[int] = []  # noqa: RUF012
+
+    def inputs(self, params, hasher):
+        return {"x": "1" * 64}
+
+    def run(self, params, ctx):
+        self.calls.append(1)
+        out = ctx.root / "out.txt"
+        out.write_text(f"run {len(self.calls)}")
+        return StageOutput({"value": 42}, [str(out)])
+
+
 def test_run_cached_hits_and_invalidates_on_output_change(tmp_path):
+    """Through the stage executor (the one user of the cache)."""
     cache = StageCache(tmp_path)
     out = tmp_path / "out.txt"
-    calls = []
+    toy = _Toy()
+    calls = _Toy.calls
+    calls.clear()
 
-    def work():
-        calls.append(1)
-        out.write_text(f"run {len(calls)}")
-        return {"value": 42, "outputs": [str(out)]}
+    def run_cached(p):
+        r = execute(toy, {"root": str(tmp_path), "p": p})
+        return r, r["cache_hit"]
 
-    r1, hit1 = run_cached(cache, "toy", {"p": 1}, {"x": "1" * 64}, work, packages=("flows",))
-    r2, hit2 = run_cached(cache, "toy", {"p": 1}, {"x": "1" * 64}, work, packages=("flows",))
+    r1, hit1 = run_cached(1)
+    r2, hit2 = run_cached(1)
     assert (hit1, hit2, len(calls)) == (False, True, 1) and r2["value"] == 42
     assert r1["outputs"] == {str(out.resolve()): cache.hasher.file(out)}
     assert (tmp_path / ".vlpet" / "cache" / "toy" / f"{r1['cache_key']}.json").is_file()
     out.write_text("edited by hand")  # an output changed: the record no longer vouches for it
-    _, hit3 = run_cached(cache, "toy", {"p": 1}, {"x": "1" * 64}, work, packages=("flows",))
+    _, hit3 = run_cached(1)
     out.unlink()
-    _, hit4 = run_cached(cache, "toy", {"p": 1}, {"x": "1" * 64}, work, packages=("flows",))
-    _, hit5 = run_cached(cache, "toy", {"p": 2}, {"x": "1" * 64}, work, packages=("flows",))
+    _, hit4 = run_cached(1)
+    _, hit5 = run_cached(2)
     assert (hit3, hit4, hit5, len(calls)) == (False, False, False, 4)
     # A torn cache file is a miss, never an error.
     path = cache.path("toy", r1["cache_key"])
@@ -117,7 +143,7 @@ def synth_mirror(tmp_path_factory):
 
 
 def _pipeline(data: Path, mirror: Path, spy: list) -> dict:
-    from flows.prefect_flows import run_build, run_download, run_extract, run_prepare
+    from flows.stages import run_build, run_download, run_extract, run_prepare
 
     """COCO end to end (its own store); GQA, the unrelated dataset, downloaded and prepared (extracting its 48
     images too would double the test's time without testing anything new)."""
@@ -194,7 +220,7 @@ def test_pipeline_reruns_only_what_changed(tmp_path, synth_mirror, monkeypatch):
 
 
 def test_prepare_without_download_names_the_missing_folder(tmp_path):
-    from flows.prefect_flows import run_prepare
+    from flows.stages import run_prepare
 
     with pytest.raises(FileNotFoundError, match=r"raw/coco does not exist"):
         run_prepare("coco", tmp_path)

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from flows.cli import app
 from flows.demo import PRESETS, TINY_OVERRIDES, demo_overrides
 from flows.lineage import LineageStore
-from flows.model_flows import backbone_inputs, train_input_records
 from flows.runs import load_train_config
+from flows.stages.train import backbone_inputs, train_input_records
 from vlpet.backbones import architecture_config
 
 
