@@ -124,42 +124,9 @@ def gc(
                   f"{_human(report.freed_bytes)} {'would be ' if dry_run else ''}freed")
 
 
-def extract(
-    media: Path = typer.Option(..., "--media", help="a folder (searched recursively) or a media index (.arrow)"),
-    store: Path = typer.Option(..., "--store", help="the feature store (created when missing)"),
-    extractor: str = typer.Option("clip-rn101-grid", help="clip-rn101-grid | clip-vit-b32-grid | "
-                                  "clip-vit-b16-grid | clip-vit-b32-video"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
-    batch_size: int = typer.Option(None, "--batch-size", help="default: 8 on CPU, 128 on GPU (videos: 2 / 4)"),
-    workers: int = typer.Option(None, help="decoding processes (default: one per spare core)"),
-    pretrained: str = typer.Option(None, help="a local weights file, or an open_clip tag cached locally"),
-    media_root: Path = typer.Option(None, help="with a media index: the folder its rel_paths are relative to"),
-    device_decode: bool = typer.Option(False, help="decode JPEGs in batches on the device (nvJPEG on a GPU); "
-                                       "a separate store spec (its resize differs slightly from PIL's)"),
-) -> None:
-    """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
-    from features.engine import extract as run_extract
-
-    try:
-        report = run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size,
-                             workers=workers, pretrained=pretrained, media_root=media_root,
-                             device_decode=device_decode)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
-    typer.echo(f"{report.extractor} on {report.device}: {report.items} media, {report.extracted} extracted, "
-               f"{report.reused} reused, {report.deleted} deleted, {len(report.quarantined)} quarantined; "
-               f"{report.seconds:.1f} s ({report.items_per_s:.1f}/s)")
-    for q in report.quarantined:
-        typer.echo(f"  quarantined {q.get('rel_path')} ({str(q.get('sha256', ''))[:12]}): {q.get('reason')}")
-    if report.random_init:
-        typer.echo("  WARNING: random-init weights (no --pretrained file or cached tag): features are not CLIP's")
-    typer.echo(f"snapshot {report.snapshot} (content {str(report.content_digest)[:16]}) in {report.store}")
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``extract`` and the ``store`` sub-app (info, verify, gc) to ``app``."""
-    app.command()(extract)
+    """Add the ``store`` sub-app (info, verify, gc) to ``app`` (``vlpet extract`` is a stage command in
+    ``flows.stage_cli``: it runs through the stage executor, which caches and records lineage)."""
     app.add_typer(store_app, name="store")
 
 

@@ -12,6 +12,7 @@ import typer
 
 from features.cli import register as register_feature_commands
 from flows.ops_cli import register as register_ops_commands
+from flows.stage_cli import register as register_stage_commands
 from flows.train_cli import register as register_train_commands
 from pipelines.cli import register as register_pipeline_commands
 from vlpet.cli import register as register_model_commands
@@ -21,6 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 register_model_commands(app)
 register_pipeline_commands(app)
 register_feature_commands(app)
+register_stage_commands(app)
 register_ops_commands(app)
 register_train_commands(app)
 

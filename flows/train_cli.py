@@ -1,4 +1,5 @@
-"""``vlpet train``, ``vlpet evaluate`` and ``vlpet presets``: the command-line face of ``flows.runs``."""
+"""``vlpet train``, ``vlpet evaluate`` and ``vlpet presets``: the ``train`` and ``evaluate`` stages (through the
+executor, as the flows run them) on the command line."""
 
 from __future__ import annotations
 
@@ -39,26 +40,35 @@ def train(
     replace: bool = typer.Option(False, help="if --out holds a run of another config or data, move it aside "
                                              "(renamed *.replaced-<time>, kept) and train afresh"),
     progress: bool = typer.Option(True),
+    root: Path | None = typer.Option(None, help="data root for cache and lineage (default: $VLPET_DATA_ROOT, "
+                                                "else the parent of --data)"),
+    force: bool = typer.Option(False, help="run even when the stage cache holds a valid result"),
 ) -> None:
-    """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
-    from flows.runs import evaluate_run, load_train_config, train_run
+    """Train a VL-PET (or baseline) preset on task tables (the ``train`` stage: cached, in the lineage); works
+    under `torchrun` (DDP: every rank trains, rank 0 records)."""
+    from flows.runs import load_train_config
+    from flows.stages import run_evaluate, run_train
     from vlpet.train import dist_from_env
 
     try:
         cfg = load_train_config(preset, config, parse_overrides(overrides))
     except (ValueError, ValidationError) as e:
         raise typer.BadParameter(str(e), param_hint="--preset/--config/--set") from None
+    main = dist_from_env().is_main
     try:
-        result = train_run(cfg, data, out, device=device, progress=progress, replace=replace)
+        result = run_train(cfg, root, out, tasks_dir=data, device=device, progress=progress, replace=replace,
+                           force=force, record=main)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e), param_hint="--out/--data") from None
     t = result["train"]
-    if not dist_from_env().is_main:
+    if not main:
         return
-    state = "already finished (nothing recomputed)" if result["skipped"] else f"{t['steps']} steps in {t['seconds']} s"
+    state = ("already finished (nothing recomputed)" if result["cache_hit"] or result["skipped"]
+             else f"{t['steps']} steps in {t['seconds']} s")
     console.print(f"trained {cfg.name}: {state}; loss {t['loss_first']} -> {t['loss_last']}; model {t['model_dir']}")
+    console.print(f"lineage {result['lineage']} (`vlpet lineage {t['model_dir']}`)")
     if evaluate:
-        print_metrics(evaluate_run(out, "test", tasks_dir=data, device=device, progress=progress))
+        print_metrics(run_evaluate(out, root, "test", tasks_dir=data, device=device, progress=progress))
 
 
 def evaluate(
@@ -67,12 +77,17 @@ def evaluate(
     data: Path | None = typer.Option(None, "--data", help="task tables directory (default: the one trained on)"),
     device: str = typer.Option("auto"),
     progress: bool = typer.Option(True),
+    root: Path | None = typer.Option(None, help="data root for cache and lineage (default: $VLPET_DATA_ROOT, "
+                                                "else the parent of the task tables directory)"),
+    force: bool = typer.Option(False, help="run even when the stage cache holds a valid result"),
 ) -> None:
-    """Evaluate a run: metrics.json, predictions per task, report.md with a loss-curve PNG."""
-    from flows.runs import evaluate_run
+    """Evaluate a run (the ``evaluate`` stage: cached, in the lineage): metrics.json, predictions per task,
+    report.md with a loss-curve PNG."""
+    from flows.stages import run_evaluate
 
     try:
-        print_metrics(evaluate_run(run_dir, split, tasks_dir=data, device=device, progress=progress))
+        print_metrics(run_evaluate(run_dir, root, split, tasks_dir=data, device=device, progress=progress,
+                                   force=force))
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e), param_hint="RUN_DIR") from None
 
