@@ -201,10 +201,16 @@ def find_cached_pretrained(model_name: str, tag: str, cache_dir: str | os.PathLi
     return None
 
 
+# torch's default generator is process-wide: two threads building random models at once (image and video
+# extraction running concurrently in one flow) would interleave their draws, and fork_rng restores its state
+# on exit under the other thread's feet. One build at a time keeps every random model a function of its seed.
+_SEEDED_BUILD = threading.Lock()
+
+
 def _random_model(model_name: str, quick_gelu: bool, seed: int, **kw: Any):
     import open_clip
 
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu", **kw)
 

@@ -14,14 +14,8 @@ Hashing is cheap on re-runs: ``FileHasher`` memoises ``(path, size, mtime_ns) ->
 under the cache directory, so an unchanged tree costs one ``stat`` per file; a directory's hash
 (``tree_digest``) is the sha256 over its non-hidden files' ``relative path, sha256`` lines.
 
-Typical use (and how ``train``/``evaluate`` can reuse it)::
-
-    cache = StageCache(data_root)
-    result, hit = run_cached(cache, "prepare", {"dataset": "coco"},
-                             {"raw": cache.hasher.digest(raw_dir)}, lambda: do_work(),
-                             packages=("pipelines",))
-
-where ``do_work`` returns a dict, optionally with ``"outputs": [paths]`` (run_cached hashes them).
+The one user is the stage executor (``flows.stages.core.execute``): it keys a stage with ``content_key``
+(code version included), looks the key up with ``StageCache.get`` and stores a computed result with ``put``.
 """
 
 from __future__ import annotations
@@ -32,7 +26,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -210,7 +204,7 @@ def tree_digest(root: str | os.PathLike[str], hasher: FileHasher | None = None, 
 
 def content_key(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
     """sha256 of the canonical JSON of (stage, params, inputs); ``inputs`` maps names to content hashes
-    (include ``"code_version"`` there, e.g. via ``run_cached(..., packages=...)``)."""
+    (the executor adds ``"code_version"`` there)."""
     if not stage or "/" in stage or stage.startswith("."):
         raise ValueError(f"stage name {stage!r}: use a non-empty name without '/' and not starting with '.'")
     for name, value in inputs.items():
@@ -264,28 +258,3 @@ class StageCache:
     def hash_outputs(self, paths: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
         """``{absolute path: content hash}`` of files or directories (what ``put`` wants as ``outputs``)."""
         return {str(Path(p).resolve()): self.hasher.digest(p) for p in paths}
-
-
-def run_cached(cache: StageCache, stage: str, params: Mapping[str, Any], inputs: Mapping[str, str],
-               fn: Callable[[], Mapping[str, Any]], *, packages: Iterable[str] = (),
-               force: bool = False) -> tuple[dict[str, Any], bool]:
-    """Return ``(result, hit)``: the cached result for (stage, params, inputs, code of ``packages``) when
-    still valid, else ``fn()``'s result, recorded. ``fn`` returns a JSON dict; an ``outputs`` entry that
-    is a list of paths is replaced by ``{path: content hash}``. ``result["cache_key"]`` names the key."""
-    inputs = dict(inputs)
-    packages = tuple(packages)
-    if packages:
-        inputs["code_version"] = code_version(*packages)
-    key = content_key(stage, params, inputs)
-    if not force:
-        found = cache.get(stage, key)
-        if found is not None:
-            return found, True
-    result = dict(fn())
-    outputs = result.get("outputs")
-    if outputs is not None and not isinstance(outputs, Mapping):
-        result["outputs"] = cache.hash_outputs(outputs)
-    result["cache_key"] = key
-    result["cache_inputs"] = inputs
-    cache.put(stage, key, result)
-    return result, False

@@ -28,14 +28,15 @@ register_train_commands(app)
 
 
 def prefect_env(workdir: Path) -> None:
-    """Prefect settings for a local, serverless run (STACK.md): its state under the workdir, not ``$HOME``;
-    analytics off; a start-up timeout a loaded 2-core machine meets. Values the user set are kept."""
+    """Prefect settings for a local, serverless run: its state under the workdir, not ``$HOME``; analytics off;
+    a start-up timeout a loaded 2-core machine meets; stage messages (INFO) recorded in the run's logs while the
+    terminal shows only warnings. Values the user set are kept."""
     import os
 
     defaults = {"PREFECT_HOME": str(Path(workdir).resolve() / ".prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-                "PREFECT_LOGGING_LEVEL": "WARNING"}
+                "PREFECT_LOGGING_LEVEL": "INFO", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
     for key, value in defaults.items():
         os.environ.setdefault(key, value)
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # the ephemeral server's SQLite lives there
@@ -62,12 +63,17 @@ def demo(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--backbone") from None
     prefect_env(workdir)
-    from flows.model_flows import end_to_end_flow
+    from flows.end_to_end import end_to_end_flow
 
     console.print("[bold]vlpet demo[/bold]: synthetic data in upstream formats -> file:// mirror -> verified "
                   "download -> unified tables -> CLIP feature stores -> task tables -> VL-PET training (image and "
                   "video presets) -> evaluation against the majority baseline; every stage cached and in the lineage.")
-    report = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device, backbone=backbone)
+    state = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device, backbone=backbone,
+                            return_state=True)
+    report = state.result()
+    from flows.observe import wait_for_task_runs
+
+    wait_for_task_runs(state.state_details.flow_run_id, report["stage_runs"])  # before the server stops
     for task, v in report["tasks"].items():
         score = "-" if v["score"] is None else f"{v['score']:.4f}"
         base = "-" if v["majority_baseline"] is None else f"{v['majority_baseline']:.4f}"

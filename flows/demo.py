@@ -1,60 +1,34 @@
-"""The end-to-end pipeline (flow ``end-to-end``; ``vlpet demo`` / ``make demo`` run it on synthetic data).
+"""The demo's settings and its report (the ``end-to-end`` flow composes the stages; ``vlpet demo`` / ``make demo``
+run it on synthetic data). Nothing here imports Prefect.
 
-Stages, each cached by content and recorded in the lineage (``flows.prefect_flows``, ``flows.model_flows``):
-synthesize the ``demo`` data in upstream formats → publish it as a ``file://`` mirror with SHA256SUMS →
-download every dataset through the verified downloader → prepare unified tables and media indexes → extract
-CLIP RN101 grids of every image and ViT-B/32 frame features of every video into two feature stores →
-build the task tables of every task's train/val/test splits → train the ``synthetic-image`` and
-``synthetic-video`` presets (tiny BART, denoising pre-trained on the data's text, VL-PET-large) → evaluate
-on the test splits against the majority-answer baseline → ``report.json`` + ``report.md``, and a lineage
-record of the report whose tree reaches every raw file. A second run with nothing changed is all cache hits.
+The stages, each cached by content and recorded in the lineage (``flows.stages``): synthesize the ``demo`` data
+in upstream formats → publish it as a ``file://`` mirror with SHA256SUMS → download every dataset through the
+verified downloader → prepare unified tables and media indexes → extract CLIP RN101 grids of every image and
+ViT-B/32 frame features of every video into two feature stores → build the task tables of every task's
+train/val/test splits → train the ``synthetic-image`` and ``synthetic-video`` presets (tiny BART, denoising
+pre-trained on the data's text, VL-PET-large) → evaluate on the test splits against the majority-answer
+baseline → ``results.json`` (the ``report`` stage) and ``report.json`` + ``report.md`` (this run's summary),
+and a lineage record whose tree reaches every raw file. A second run with nothing changed is all cache hits.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from vlpet.train import IMAGE_TASKS, TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, VIDEO_TASKS
+from flows.caching import write_json_atomic
+from vlpet.atomic import write_text_atomic
 
-# Every split of the paper per task (train ones, validation, test), by their names in the prepared tables.
-TASK_SPLITS: dict[str, tuple[str, ...]] = {
-    t: tuple(dict.fromkeys([*TRAIN_SPLITS[t], VAL_SPLITS[t], TEST_SPLITS[t]])) for t in TRAIN_SPLITS}
 EXTRACTORS = {"images": "clip-rn101-grid", "videos": "clip-vit-b32-video"}
 PRESETS = {"images": "synthetic-image", "videos": "synthetic-video"}
 # The tiny scale is the CI fixture: the same stages, a few training steps.
 TINY_OVERRIDES: dict[str, Any] = {"epochs": 1, "max_steps": 12, "eval_batch_size": 16,
                                   "pretrain": {"steps": 20, "batch_size": 16, "tokenizer_vocab_size": 600}}
-CONSTANT_SHARE = 0.95  # the share of one prediction above which a task's output counts as constant
-T = TypeVar("T")
-
-
-def _timed(timings: dict[str, float], stage: str, fn: Callable[[], T]) -> T:
-    t = time.perf_counter()
-    try:
-        return fn()
-    finally:
-        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - t, 2)
-
-
-def _synthesize(root: Path, mirror: Path, scale: str, seed: int) -> dict[str, Any]:
-    """``pipelines.synth.generate`` + SHA256SUMS per source, cached by (scale, seed, code of pipelines)."""
-    from flows.prefect_flows import cached_stage
-    from pipelines.fetch import write_sha256sums
-    from pipelines.synth import generate
-
-    def work() -> dict[str, Any]:
-        manifest = generate(mirror, scale=scale, seed=seed)  # type: ignore[arg-type]
-        for source in manifest.counts:
-            if (mirror / source).is_dir():
-                write_sha256sums(mirror / source)
-        return {"mirror": str(mirror.resolve()), "counts": manifest.counts, "outputs": [str(mirror)]}
-
-    result, _ = cached_stage(root, "synthesize", {"scale": scale, "seed": seed, "mirror": str(mirror.resolve())},
-                             {}, work, packages=("pipelines",))
-    return result
+DATA_NOTES = ["Data: the project's synthetic mini-datasets in the upstream formats (pipelines.synth), not the real "
+              "benchmarks.",
+              "Features: CLIP with RANDOM weights (no CLIP checkpoint on this machine), standardised per dimension "
+              "before the projector (feature_norm=standardize)."]
+TIMING_GROUPS = {"build": "build_tasks"}  # a stage's name in report["timings_s"] when it differs
 
 
 def demo_overrides(scale: str, backbone: str | None = None,
@@ -78,99 +52,41 @@ def demo_overrides(scale: str, backbone: str | None = None,
     return overrides
 
 
-def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", seed: int = 0, device: str = "auto",
-                   train_overrides: dict[str, Any] | None = None, backbone: str | None = None,
-                   progress: bool = False) -> dict[str, Any]:
-    """Run every stage (cached) and write ``report.json`` / ``report.md`` under ``workdir``.
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """Wall time covered by a stage's runs (overlapping runs of one stage count once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return round(total, 2)
 
-    ``backbone``: a pretrained BART/T5 for both presets (see ``demo_overrides``); checked before any work."""
-    from flows.caching import write_json_atomic
-    from flows.lineage import LineageStore
-    from flows.model_flows import run_evaluate, run_train
-    from flows.prefect_flows import run_build, run_download, run_extract, run_prepare
-    from flows.runs import load_train_config
-    from pipelines.sources import DATASETS
-    from vlpet.evaluation import write_text_atomic
 
-    t_all = time.perf_counter()
-    workdir = Path(workdir).resolve()
-    root = workdir / "data"
-    mirror = workdir / "mirror"
-    timings: dict[str, float] = {}
-    hits: dict[str, list[bool]] = {}
-    overrides = demo_overrides(scale, backbone, train_overrides)
-
-    synth = _timed(timings, "synthesize", lambda: _synthesize(root, mirror, scale, seed))
-    hits["synthesize"] = [synth["cache_hit"]]
-    uri = mirror.as_uri()
-    downloads = _timed(timings, "download", lambda: {
-        d: run_download(d, root, mirror=uri, media_from=mirror / d) for d in DATASETS})
-    hits["download"] = [r["cache_hit"] for r in downloads.values()]
-    prepared = _timed(timings, "prepare", lambda: {d: run_prepare(d, root) for d in DATASETS})
-    hits["prepare"] = [r["cache_hit"] for r in prepared.values()]
-
-    stores: dict[str, Path] = {kind: root / "stores" / name for kind, name in EXTRACTORS.items()}
-    extracted = _timed(timings, "extract", lambda: {
-        kind: run_extract(root / "raw", stores[kind], extractor=EXTRACTORS[kind], device=device, root=root,
-                          progress=progress) for kind in EXTRACTORS})
-    hits["extract"] = [r["cache_hit"] for r in extracted.values()]
-    built = _timed(timings, "build_tasks", lambda: {
-        task: run_build(task, stores["videos" if task in VIDEO_TASKS else "images"], root, splits=TASK_SPLITS[task])
-        for task in (*IMAGE_TASKS, *VIDEO_TASKS)})
-    hits["build_tasks"] = [s["cache_hit"] for b in built.values() for s in b["splits"].values()]
-
-    notes = ["Data: the project's synthetic mini-datasets in the upstream formats (pipelines.synth), not the real "
-             "benchmarks.",
-             "Features: CLIP with RANDOM weights (no CLIP checkpoint on this machine), standardised per dimension "
-             "before the projector (feature_norm=standardize)."]
-    runs: dict[str, dict[str, Any]] = {}
-    evals: dict[str, dict[str, Any]] = {}
-    for kind, preset_name in PRESETS.items():
-        cfg = load_train_config(preset_name, overrides=overrides)
-        run_dir = workdir / "runs" / preset_name
-        runs[kind] = _timed(timings, "train", lambda cfg=cfg, run_dir=run_dir: run_train(
-            cfg, root, run_dir, device=device, progress=progress, data_notes=notes))
-        evals[kind] = _timed(timings, "evaluate", lambda run_dir=run_dir: run_evaluate(
-            run_dir, root, "test", device=device))
-    hits["train"] = [r["cache_hit"] for r in runs.values()]
-    hits["evaluate"] = [r["cache_hit"] for r in evals.values()]
-
-    tasks: dict[str, dict[str, Any]] = {}
-    for ev in evals.values():
-        for task, m in ev["tasks"].items():
-            tasks[task] = {"metric": m["metric"], "score": m.get("score"),
-                           "majority_baseline": m["majority_baseline"].get("score"),
-                           "majority_prediction": m["majority_baseline"].get("prediction"),
-                           "split": m.get("split"), "n": m.get("n"),
-                           "distinct_predictions": m.get("distinct_predictions"),
-                           "top_prediction_share": m.get("top_prediction_share")}
-    lineage = LineageStore(root)
-    report_path = workdir / "report.json"
-    report: dict[str, Any] = {
-        "synthetic_data": True, "scale": scale, "seed": seed, "workdir": str(workdir),
-        "tasks": tasks,
-        "beats_majority_baseline": {t: (v["score"] is not None and v["majority_baseline"] is not None
-                                        and v["score"] > v["majority_baseline"]) for t, v in tasks.items()},
-        # A model giving (nearly) one answer to everything is a constant baseline whatever its score says.
-        "constant_output": {t: (v["top_prediction_share"] or 0.0) >= CONSTANT_SHARE for t, v in tasks.items()},
+def write_report(workdir: Path, results: dict[str, Any], stages: dict[str, list[dict[str, Any]]],
+                 lineage_file: str, total_seconds: float) -> dict[str, Any]:
+    """``report.json`` and ``report.md`` of one end-to-end run: the ``report`` stage's results plus this run's
+    stores, runs, cache hits and stage timings (``stages``: stage name -> its runs' results, in this run)."""
+    timings = {TIMING_GROUPS.get(name, name): busy_seconds([(r["t_start"], r["t_end"]) for r in runs])
+               for name, runs in stages.items()}
+    timings["total"] = round(total_seconds, 2)
+    hits = {TIMING_GROUPS.get(name, name): f"{sum(r['cache_hit'] for r in runs)}/{len(runs)}"
+            for name, runs in stages.items() if name != "report"}
+    evals = {r["run_dir"]: r for r in stages.get("evaluate", [])}
+    tables = {r["dataset"]: r.get("tables") for r in stages.get("prepare", [])}
+    report = {
+        **{k: v for k, v in results.items() if k != "results_path"}, "workdir": str(workdir),
         "runs": {kind: {"run_dir": r["run_dir"], "steps": r["steps"], "loss_first": r["loss_first"],
-                        "loss_last": r["loss_last"], "report": evals[kind]["report"]} for kind, r in runs.items()},
+                               "loss_last": r["loss_last"], "report": evals.get(r["run_dir"], {}).get("report")}
+                 for kind, r in zip(PRESETS, stages.get("train", []), strict=False)},
         "feature_stores": {kind: {"store": r["store"], "snapshot": r["snapshot"], "media": r["items"],
                                   "extracted": r["extracted"], "reused": r["reused"],
-                                  "random_init_weights": r["random_init"]} for kind, r in extracted.items()},
-        "datasets": {d: {"files": downloads[d].get("files"), "tables": prepared[d].get("tables")} for d in DATASETS},
-        "notes": list(dict.fromkeys([*notes, *(n for ev in evals.values() for n in ev["notes"])])),
-        "cache_hits": {stage: f"{sum(v)}/{len(v)}" for stage, v in hits.items()},
-    }
-    # The report's own lineage record: its inputs are both evaluations, whose trees reach every raw file.
-    write_json_atomic(report_path, report)
-    rec = lineage.record("report", report_path, [ev["lineage"] for ev in evals.values()], {"scale": scale,
-                         "seed": seed}, stage="end-to-end", flags={"synthetic_data": True})
-    timings["total"] = round(time.perf_counter() - t_all, 2)
-    report["lineage_root"] = rec.id
-    report["lineage_file"] = str(lineage.path)
-    report["timings_s"] = timings
-    write_json_atomic(report_path, report)
+                                  "random_init_weights": r["random_init"]}
+                           for kind, r in zip(EXTRACTORS, stages.get("extract", []), strict=False)},
+        "datasets": {r["dataset"]: {"files": r.get("files"), "tables": tables.get(r["dataset"])}
+                     for r in stages.get("download", [])},
+        "cache_hits": hits, "stage_runs": sum(len(runs) for runs in stages.values()),
+        "lineage_root": results["lineage"], "lineage_file": lineage_file, "timings_s": timings}
+    write_json_atomic(workdir / "report.json", report)
     write_text_atomic(workdir / "report.md", markdown(report))
     return report
 

@@ -2,9 +2,8 @@
 
 Records are appended as JSON lines to ``<data_root>/.vlpet/lineage.jsonl`` under an exclusive ``flock`` on
 ``lineage.lock`` (one ``write`` of one complete line, then fsync), so concurrent writers never interleave
-and readers (which take no lock) only ever skip a torn last line. When ``record`` runs inside a Prefect
-flow or task run, it also publishes the record as a Prefect Markdown artifact and a
-``vlpet.artifact.recorded`` event (resource ``vlpet.artifact.<id>``); outside Prefect it is a plain function.
+and readers (which take no lock) only ever skip a torn last line. Records are written by the stage executor
+(``flows.stages.core``); the Prefect layer publishes those of a run as one artifact (``flows.observe``).
 
 A record (``LineageRecord``): ``id`` (``"<kind>:" + sha256[:16]`` of the artifact's content), ``kind``
 (``raw``, ``table``, ``media-index``, ``features``, ``task-table``, ``checkpoint``, ``metrics``...), ``path``,
@@ -114,7 +113,7 @@ class LineageStore:
                code_version: str | None = None, device: str | None = None,
                counts: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None,
                flags: Mapping[str, bool] | None = None, stage: str | None = None,
-               extra: Mapping[str, Any] | None = None, publish: bool = True) -> LineageRecord:
+               extra: Mapping[str, Any] | None = None) -> LineageRecord:
         """Append a record for the artifact at ``path`` (its content hash: ``sha256`` or computed: a file's
         sha256, a folder's tree digest). ``inputs``: records, record ids, or ``{"id", "sha256", "path"}``.
         ``synthetic_data`` / ``random_init_weights`` flags are OR-ed with those of the inputs."""
@@ -137,8 +136,6 @@ class LineageStore:
             timings={k: round(float(v), 4) for k, v in (timings or {}).items()}, flags=merged, stage=stage,
             created=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), extra=dict(extra or {}))
         self.append(rec)
-        if publish:
-            publish_to_prefect(rec)
         return rec
 
     def ensure(self, kind: str, path: str | os.PathLike[str], *, sha256: str | None = None,
@@ -212,9 +209,20 @@ class LineageStore:
         return by_path.get(str(Path(path).resolve())) or by_path.get(str(path))
 
     def resolve(self, path_or_id: str) -> LineageRecord | None:
-        """A record by id, else by path."""
-        return self.get(path_or_id) if ":" in path_or_id and not Path(path_or_id).exists() else (
-            self.find(path_or_id) or self.get(path_or_id))
+        """A record by id, else by path, else the latest record of an artifact inside that folder (a feature
+        store's latest snapshot for the store's path)."""
+        if ":" in path_or_id and not Path(path_or_id).exists():
+            return self.get(path_or_id)
+        return self.find(path_or_id) or self.get(path_or_id) or self.latest_under(path_or_id)
+
+    def latest_under(self, folder: str | os.PathLike[str]) -> LineageRecord | None:
+        """The latest record whose artifact lies inside ``folder``."""
+        prefix = str(Path(folder).resolve()) + os.sep
+        found = None
+        for rec in self.records():
+            if rec.path.startswith(prefix):
+                found = rec
+        return found
 
     def tree(self, record_id: str, *, max_depth: int = 32) -> dict[str, Any]:
         """The record and, recursively, its inputs' records (``{"id", "kind", "path", ..., "inputs": [...]}``);
@@ -255,11 +263,7 @@ def find_root(path_or_id: str, start: str | os.PathLike[str] | None = None) -> P
     return Path(start or ".")
 
 
-# ------------------------------------------------------------------------------------------------ Prefect
-
-
-def _artifact_key(rec: LineageRecord) -> str:
-    return re.sub(r"[^a-z0-9-]", "-", f"lineage-{rec.kind}-{rec.sha256[:16]}".lower())
+# ------------------------------------------------------------------------------------------------ display
 
 
 def to_markdown(rec: LineageRecord) -> str:
@@ -272,31 +276,3 @@ def to_markdown(rec: LineageRecord) -> str:
         f"- counts: `{json.dumps(rec.counts, default=str)}`", f"- timings (s): `{json.dumps(rec.timings)}`",
         f"- params: `{json.dumps(rec.params, default=str, sort_keys=True)}`", "",
         "| input | path |", "|---|---|", *rows])
-
-
-def publish_to_prefect(rec: LineageRecord) -> bool:
-    """Inside a Prefect flow/task run: a Markdown artifact and a ``vlpet.artifact.recorded`` event.
-    Outside one (or when Prefect is unreachable) it does nothing and returns False."""
-    try:
-        from prefect.context import FlowRunContext, TaskRunContext
-    except ImportError:  # pragma: no cover - prefect is a dependency of the flows package
-        return False
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return False
-    try:
-        from prefect.artifacts import create_markdown_artifact
-        from prefect.events import emit_event
-
-        create_markdown_artifact(markdown=to_markdown(rec), key=_artifact_key(rec),
-                                 description=f"vlpet lineage record {rec.id}")
-        emit_event(event="vlpet.artifact.recorded",
-                   resource={"prefect.resource.id": f"vlpet.artifact.{rec.id}",
-                             "prefect.resource.name": rec.path, "vlpet.kind": rec.kind},
-                   payload={"id": rec.id, "kind": rec.kind, "path": rec.path, "sha256": rec.sha256,
-                            "inputs": [i["id"] for i in rec.inputs], "flags": rec.flags, "stage": rec.stage})
-    except Exception as exc:  # lineage is on disk already; publishing is best effort
-        import logging
-
-        logging.getLogger(__name__).warning("lineage %s: publishing to Prefect failed: %s", rec.id, exc)
-        return False
-    return True

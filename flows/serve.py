@@ -1,4 +1,5 @@
-"""``vlpet serve``: every pipeline flow as the deployment ``<flow>/default`` (Prefect ``serve``).
+"""``vlpet serve``: every pipeline flow as the deployment ``<flow>/default`` (Prefect ``serve``), each with the
+flow's description and tags that say what it touches (``stage:extract``, ``gpu``, ``demo``, ...).
 
 The three commands (a local Prefect server, the served deployments, one run), from the repository root::
 
@@ -42,11 +43,11 @@ def deployments(flows: list[Any] | None = None) -> list[Any]:
     them from any working directory where the ``vlpet`` distribution is installed)."""
     from prefect.types.entrypoint import EntrypointType
 
-    from flows.prefect_flows import FLOWS
+    from flows.prefect_flows import FLOWS, TAGS
 
     return [f.to_deployment(name=DEPLOYMENT_NAME, entrypoint_type=EntrypointType.MODULE_PATH,
-                            description=(f.description or "").strip().splitlines()[0] if f.description else None,
-                            tags=["vlpet"])
+                            description=(f.description or "").strip().split("\n\n")[0] if f.description else None,
+                            tags=TAGS.get(f.name, ["vlpet"]))
             for f in (flows if flows is not None else FLOWS)]
 
 
