@@ -1,6 +1,8 @@
 """``vlpet demo`` (the ``end-to-end`` flow, Prefect ephemeral mode) on the tiny synthetic scale: every stage
 runs, the report has every task against its majority baseline, the lineage reaches the raw files, and a
-second run with nothing changed is all cache hits (no extraction, no training)."""
+second run with nothing changed is all cache hits (no extraction, no training). Both runs read back through the
+Prefect client: one task per stage instance, image and video extraction overlapping, stage messages and the
+RANDOM WEIGHTS warning in the run's logs, four artifacts with stable keys, and the re-run's tasks ``Cached``."""
 
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ TASKS = {"vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c"}
 def _vlpet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "vlpet"
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=900)
+
+
+def _readback(work: Path, env: dict[str, str]) -> list[dict]:
+    """The finished end-to-end flow runs of the demo's Prefect home (``tests.prefect_readback``)."""
+    proc = subprocess.run([sys.executable, "-m", "tests.prefect_readback"], env={**env, "PREFECT_HOME": str(
+        work / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}, capture_output=True,
+        text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _walk(tree: dict) -> list[dict]:
@@ -68,3 +79,25 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path):
         done, total = hits.split("/")
         assert done == total, (stage, hits)  # nothing recomputed: no extraction, no training
     assert again["tasks"] == report["tasks"]
+
+    first_run, second_run = _readback(work, env)
+    assert first_run["state"] == second_run["state"] == "Completed"
+    tasks = {t["name"]: t for t in first_run["tasks"]}
+    assert len(tasks) == len(first_run["tasks"]) == report["stage_runs"]  # one task per stage instance
+    datasets = {"coco", "vqa", "gqa", "nlvr2", "tvqa", "how2qa", "tvc", "yc2c"}
+    assert {f"download-{d}" for d in datasets} | {f"prepare-{d}" for d in datasets} | {
+        f"build-{t}" for t in TASKS} | {"synthesize-tiny", "extract-clip-rn101-grid", "extract-clip-vit-b32-video",
+                                        "train-synthetic-image", "train-synthetic-video", "report-tiny",
+                                        "evaluate-synthetic-image-test", "evaluate-synthetic-video-test"} == set(tasks)
+    images, videos = tasks["extract-clip-rn101-grid"], tasks["extract-clip-vit-b32-video"]
+    assert images["start"] < videos["end"] and videos["start"] < images["end"]  # they ran at the same time
+    assert tasks["build-vqa"]["id"] in tasks["train-synthetic-image"]["upstream"]  # dependencies are task results
+    assert tasks["prepare-coco"]["id"] in tasks["build-coco"]["upstream"]
+    messages = [(log["level"], log["message"]) for log in first_run["logs"]]
+    assert any("extract: computed" in m and "extracted=" in m for _, m in messages)
+    assert any(level >= 30 and "RANDOM WEIGHTS" in m for level, m in messages)
+    keys = {a["key"] for a in first_run["artifacts"]}
+    assert keys == {"end-to-end-summary", "end-to-end-metrics", "end-to-end-report", "end-to-end-lineage"}
+    assert {a["key"] for a in second_run["artifacts"]} == keys  # the same keys: one history per artifact
+    assert {t["state"] for t in second_run["tasks"]} == {"Cached"} and len(second_run["tasks"]) == len(tasks)
+    assert any("cache hit" in log["message"] for log in second_run["logs"])

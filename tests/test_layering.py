@@ -42,3 +42,31 @@ def test_vlpet_pipelines_usage_is_public_api_only():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("vlpet"):
                 assert not any(part.startswith("_") for part in node.module.split(".")), (path, node.module)
+
+
+PREFECT_MODULES = {"prefect", "prefect_dask", "flows.prefect_flows", "flows.stage_tasks", "flows.end_to_end",
+                   "flows.observe", "flows.dask_shards", "flows.serve"}
+
+
+def _full_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_stages_and_the_cli_run_without_prefect():
+    """The stages, their executor, cache and lineage are plain Python: the CLI, tests and Dask workers run them
+    without Prefect; only the Prefect layer (tasks, flows, observe, Dask plumbing, serve) imports it."""
+    flows = ROOT / "flows"
+    modules = [*sorted((flows / "stages").rglob("*.py")),
+               *(flows / f"{m}.py" for m in ("caching", "lineage", "runs", "demo", "stage_cli", "train_cli"))]
+    offenders = {}
+    for path in modules:
+        bad = {m for m in _full_imports(path) if m in PREFECT_MODULES or m.split(".")[0] in PREFECT_MODULES}
+        if bad:
+            offenders[str(path.relative_to(ROOT))] = sorted(bad)
+    assert not offenders, f"Prefect imported by a Prefect-free module: {offenders}"

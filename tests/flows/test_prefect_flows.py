@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from flows.lineage import LineageStore
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EXTRACTOR = "clip-vit-b32-grid"
 
@@ -104,3 +106,36 @@ def test_bad_cluster_is_a_clear_error(tmp_path, prefect_ephemeral):
     with pytest.raises(ValueError, match="cluster='ssh://x'"):
         dask_task_runner("ssh://x")
 
+
+def test_cli_run_and_flow_run_share_key_lineage_and_outputs(tmp_path, prefect_ephemeral):
+    """`vlpet extract` records lineage (`vlpet lineage STORE` shows it); the same call through the
+    extract-features flow is a cache hit on the same key, pointing at the same record and snapshot."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.prefect_flows import extract_features_flow
+
+    media = _media(tmp_path / "media", 3)
+    store = tmp_path / "store"
+    runner = CliRunner()
+    res = runner.invoke(app, ["extract", "--media", str(media), "--store", str(store), "--extractor", EXTRACTOR,
+                              "--device", "cpu", "--workers", "0"])
+    assert res.exit_code == 0, res.output
+    assert "3 extracted" in res.output and "stage computed" in res.output
+    shown = runner.invoke(app, ["lineage", str(store), "--json"])
+    assert shown.exit_code == 0, shown.output
+    tree = json.loads(shown.output)
+    assert tree["kind"] == "features" and tree["stage"] == "extract" and tree["counts"]["extracted"] == 3
+    assert [c["kind"] for c in tree["inputs"]] == ["media-dir"] and tree["inputs"][0]["path"] == str(media)
+    (cli_entry,) = (tmp_path / ".vlpet" / "cache" / "extract").glob("*.json")  # data root: the store's parent
+
+    flow = extract_features_flow(media=str(media), store=str(store), extractor=EXTRACTOR, device="cpu", workers=0)
+    assert flow["cache_hit"] is True and flow["extracted"] == 3
+    assert flow["cache_key"] == cli_entry.stem and flow["lineage"] == tree["id"]
+    assert flow["snapshot"] == tree["extra"]["snapshot"] and flow["outputs"] == json.loads(
+        cli_entry.read_text())["result"]["outputs"]
+    assert list((tmp_path / ".vlpet" / "cache" / "extract").glob("*.json")) == [cli_entry]  # one key, not two
+    records = [r for r in LineageStore(tmp_path).records() if r.kind == "features"]
+    assert [r.id for r in records] == [tree["id"]]  # the hit wrote no second record
