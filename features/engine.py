@@ -225,9 +225,11 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     cuda = extractor.device.type == "cuda"
     device_decode = device_decode and extractor.kind == "image"
     dataset = _DecodeDataset(root, items, extractor, device_decode)
+    # A private generator: the loader draws its workers' base seed from it instead of torch's process-wide one,
+    # which another thread may be seeding to build a random-init model (concurrent extractions in one flow).
     loader = DataLoader(dataset, batch_sampler=todo, num_workers=nw,
                         collate_fn=_collate, pin_memory=cuda, persistent_workers=False,
-                        prefetch_factor=4 if nw else None)
+                        prefetch_factor=4 if nw else None, generator=torch.Generator())
     unit = "img" if extractor.kind == "image" else "video"
     bar = tqdm(total=sum(map(len, todo)), unit=unit, disable=not progress, desc=extractor.name,
                smoothing=0.1)
