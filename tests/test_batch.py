@@ -1,4 +1,4 @@
-"""vlpet.batch: task input/target text exactly as the spec, soft-label sampling, collation to tensors."""
+"""vlpet.batch: task input/target text as docs/data.md §4.3 and §5 describe, soft-label sampling, collation."""
 
 from __future__ import annotations
 

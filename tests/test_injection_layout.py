@@ -1,4 +1,4 @@
-"""Injection of PET modules into HF BART/T5, trainable sets, encoder layout and visual input (spec §1, §3-4).
+"""Injection of PET modules into HF BART/T5, trainable sets, encoder layout and visual input (docs/method.md §1, §3-4).
 
 All expectations are independent of the code under test: reference computations are written out by hand
 (attention, layer norms, pooling windows, relative-position buckets) from the backbone's own weights.

@@ -1,4 +1,4 @@
-"""`vlpet params` reproduces the paper's trainable-parameter percentages (spec §3, Table 2, Table 9)."""
+"""`vlpet params` reproduces the paper's trainable-parameter percentages (docs/method.md §3, Table 2, Table 9)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ PAPER_T5_VLPET = {"vl-pet-large": 7.31, "vl-pet-middlex": 4.50, "vl-pet-middley"
 PAPER_TABLE9 = {"compacter+g-small+lw": 2.08, "compacter+g-middlex+lw": 2.07, "compacter+g-middley+lw": 2.07,
                 "compacter+g-large+lw": 3.28, "vl-adapter+g-small+lw": 2.98, "vl-adapter+g-middlex+lw": 2.98,
                 "vl-adapter+g-middley+lw": 2.98, "vl-adapter+g-large+lw": 4.16}
-# Spec §3's analytic recomputation of the exact numerators and denominators.
+# docs/method.md §3: the analytic recomputation of the exact numerators and denominators.
 SPEC_EXACT = {("bart-base", "vl-pet-large"): (6_052_416, 145_606_464),
               ("bart-base", "vl-pet-middlex"): (4_281_804, 143_835_852),
               ("bart-base", "vl-pet-middley"): (4_281_792, 143_835_840),

@@ -1,4 +1,4 @@
-"""Task formats, input/target text and batch collation for VL-PET training (VLPET_SPEC §4-5, DATA_SPEC §4.3, §5).
+"""Task formats, input/target text and batch collation for VL-PET training (docs/method.md §4-5, docs/data.md §4.3, §5).
 
 This module is the boundary between data loading (``pipelines.tasks``) and the model: loaders hand over
 plain example dicts (text fields + a numpy feature array), ``collate`` turns one *single-task* list of them
@@ -47,11 +47,11 @@ class TaskFormat:
     n_frames: int = 64
 
 
-# Exactly the spec's prompts, including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
+# Exactly the official prompts (docs/method.md §4), including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
 TASK_FORMATS: dict[str, TaskFormat] = {
     "vqa": TaskFormat("vqa", "vqa: ", False, 20, 10, "image", "weighted"),
     "gqa": TaskFormat("gqa", "gpa: ", False, 20, None, "image", "sampled"),
-    # NLVR2's max input length is not stated in the spec; 40 (the caption budget) is an assumption.
+    # NLVR2's max input length is not stated upstream; 40 (the caption budget) is an assumption.
     "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, 40, None, "image_pair"),
     "coco": TaskFormat("coco", "caption: ", False, 40, 40, "image"),
     "tvqa": TaskFormat("tvqa", "tvqa: ", True, 600, 20, "video"),
@@ -69,7 +69,8 @@ def task_format(task: str) -> TaskFormat:
 
 
 def format_choices(choices: Sequence[str]) -> str:
-    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ' then ended by '. ' (DATA_SPEC §4.3)."""
+    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ', then ended by '. '
+    (docs/data.md §4.3)."""
     return "".join(f"a{i}: {c.strip('. ')}. " for i, c in enumerate(choices))
 
 
@@ -212,7 +213,7 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
 
 
 def task_batch_sizes(base: int, tasks: Sequence[str]) -> dict[str, int]:
-    """Per-task batch sizes from one base B (VLPET_SPEC §5): VQA B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋,
+    """Per-task batch sizes from one base B (docs/data.md §5): VQA B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋,
     captions ⌊B·50/60⌋, video tasks B; at least 1."""
     if base < 1:
         raise ValueError(f"base batch size must be >= 1, got {base}")

@@ -66,7 +66,7 @@ def _default_rank(family: Family, d_model: int) -> int:
 
 class VLPETConfig(_MethodBase):
     """VL-PET: multi-head modular modification + granularity-controlled gate in every encoder sub-layer,
-    and a parallel adapter on the decoder cross-attention value projection (spec §1-3).
+    and a parallel adapter on the decoder cross-attention value projection (docs/method.md §1-3).
 
     ``None`` fields take the official scripts' per-backbone values: r = g = 96 (BART) / 192 (T5),
     VPA 96 for both, s = 1 (BART) / 0.3 (T5), zero-inits on for T5 only. On other widths the ranks keep

@@ -1,4 +1,4 @@
-"""Make a stock BART/T5 encoder treat the sequence [prompts ; text ; visual] the way VL-T5 does (spec §4).
+"""Make a stock BART/T5 encoder treat the sequence [prompts ; text ; visual] the way VL-T5 does (docs/method.md §4).
 
 We feed the concatenated embeddings as ``inputs_embeds``; three small drop-in subclasses, sharing the
 original parameters (so state-dict keys and pretrained weights are untouched), make the encoder's

@@ -1,4 +1,4 @@
-"""The VL-T5-style multimodal encoder-decoder with a PET method applied (spec §3-4).
+"""The VL-T5-style multimodal encoder-decoder with a PET method applied (docs/method.md §3-4).
 
 Encoder input = [prompt vectors (prompt tuning only) ; text embeddings ; visual embeddings], full
 bidirectional attention, mask = [1…1 ; text padding mask ; 1…1] (padded frames are not masked unless
@@ -100,7 +100,7 @@ class VLSeq2Seq(nn.Module):
 
     # ------------------------------------------------------------------ parameters
     def apply_trainability(self) -> None:
-        """Freeze everything, then unfreeze exactly the method's trainable set (spec §3, §8)."""
+        """Freeze everything, then unfreeze exactly the method's trainable set (docs/method.md §3, §8)."""
         p = self.plan
         for name, param in self.named_parameters():
             if p.train_everything:

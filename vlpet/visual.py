@@ -1,4 +1,4 @@
-"""Visual input: the VL-T5 visual embedding and the feature resizers (spec §3-4).
+"""Visual input: the VL-T5 visual embedding and the feature resizers (docs/method.md §3-4).
 
 ``VisualEmbedding`` = LN(Linear(feat→d)) + LN(Linear(box5→d)) + img-order embedding + obj-order embedding,
 with LayerNorm for BART and RMS norm (T5LayerNorm) for T5. Boxes are all zeros in the CLIP pipeline

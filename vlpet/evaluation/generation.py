@@ -1,4 +1,4 @@
-"""Task-specific prediction exactly as the official VL-PET code does it (VLPET_SPEC §5 "Generation").
+"""Task-specific prediction exactly as the official VL-PET code does it (docs/method.md §5, "Generation").
 
 - VQA/GQA: greedy (``num_beams=1`` is hard-coded upstream despite ``--num_beams 5``), ``max_length`` 20.
 - COCO: beam 5, ``max_length`` 40; TVC/YC2C: beam 5, ``max_length`` 20.

@@ -1,4 +1,4 @@
-"""Task scores from predictions (VLPET_SPEC §6) and the majority-answer baseline they should beat.
+"""Task scores from predictions (docs/method.md §6) and the majority-answer baseline they should beat.
 
 Scores are fractions in [0, 1] (accuracies) or on coco-caption's scale (CIDEr ~1.2), never ×100.
 Examples without targets (unlabelled test splits) are skipped and counted, so a report can say so.
