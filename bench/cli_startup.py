@@ -3,9 +3,11 @@
 Each case runs in a fresh Python process, the way the ``vlpet`` console script starts (``from flows.cli
 import main; main()``), with this checkout on ``PYTHONPATH``; the figure is the median wall time of
 ``--runs`` processes (default 5). ``python -c pass`` is measured in the same run as the floor no command
-can beat (interpreter start-up). With ``--baseline COMMIT``, the same cases run against that commit's
-tree (exported with ``git archive`` into a temporary folder, so the working tree is untouched), interleaved
-with the current tree's runs so both see the same machine load::
+can beat (interpreter start-up). Next to wall time it reports the process's CPU time (user + sys, from
+``getrusage(RUSAGE_CHILDREN)``): start-up is single-threaded, so on a machine loaded by other jobs the CPU
+time is the better estimate of what the command costs on an idle one. With ``--baseline COMMIT``, the same
+cases run against that commit's tree (exported with ``git archive`` into a temporary folder, so the working
+tree is untouched), interleaved with the current tree's runs so both see the same machine load::
 
     .venv/bin/python bench/cli_startup.py                      # this checkout only
     .venv/bin/python bench/cli_startup.py --baseline 59db811   # before/after
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,16 +39,20 @@ CASES: dict[str, tuple[list[str], int]] = {
 }
 
 
-def _time_once(case: str, tree: Path) -> float:
+def _time_once(case: str, tree: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one fresh process."""
     argv, expected = (["-c", "pass"], 0) if case == "floor" else (["-c", ENTRY, *CASES[case][0]], CASES[case][1])
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, *argv], cwd=tree, env=env, capture_output=True, text=True)
     took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != expected:
         raise SystemExit(f"{case} in {tree} exited {done.returncode} (expected {expected}):\n{done.stderr[-2000:]}")
-    return took
+    return took, cpu
 
 
 def _export(commit: str, into: Path) -> Path:
@@ -68,7 +75,7 @@ def main() -> None:
         if args.baseline:
             trees = {"before": _export(args.baseline, scratch / "before"), **trees}
         cases = ["floor", *CASES]
-        times: dict[tuple[str, str], list[float]] = {(t, c): [] for t in trees for c in cases}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {(t, c): [] for t in trees for c in cases}
         for tree in trees.values():  # warm the page cache and the .pyc files of each tree once
             for case in cases:
                 _time_once(case, tree)
@@ -79,18 +86,27 @@ def main() -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"median of {args.runs} fresh processes, seconds (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
-    print(f"{'case':<18}" + "".join(f"{t:>10}" for t in trees) + ("     ratio" if "before" in trees else ""))
-    figures: dict[str, float] = {}
+    med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
+    load = os.getloadavg()[0]
+    print(f"median of {args.runs} fresh processes, seconds (python {sys.version.split()[0]}, {os.cpu_count()} cpus, "
+          f"1-min load average {load:.1f} at the end)")
+    cols = [f"{t} {kind}" for kind in ("wall", "cpu") for t in trees]
+    ratios = "   wall ratio    cpu ratio" if "before" in trees else ""
+    print(f"{'case':<18}" + "".join(f"{c:>13}" for c in cols) + ratios)
+    figures: dict[str, float] = {"load_average_1min": round(load, 2)}
     for case in cases:
-        row = f"{case:<18}" + "".join(f"{med[(t, case)]:>10.3f}" for t in trees)
+        row = f"{case:<18}" + "".join(f"{med[(t, case)]:>13.3f}" for t in trees)
+        row += "".join(f"{cpu[(t, case)]:>13.3f}" for t in trees)
         for t in trees:
             figures[f"{t}_{case}_s"] = round(med[(t, case)], 3)
+            figures[f"{t}_{case}_cpu_s"] = round(cpu[(t, case)], 3)
         if "before" in trees:
             ratio = med[("after", case)] / med[("before", case)]
+            cpu_ratio = cpu[("after", case)] / cpu[("before", case)]
             figures[f"{case}_after_over_before"] = round(ratio, 3)
-            row += f"{ratio:>10.3f}"
+            figures[f"{case}_cpu_after_over_before"] = round(cpu_ratio, 3)
+            row += f"{ratio:>13.3f}{cpu_ratio:>13.3f}"
         print(row)
     if args.baseline:
         figures["baseline_commit"] = args.baseline  # type: ignore[assignment]
