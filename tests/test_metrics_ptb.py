@@ -124,6 +124,9 @@ def test_a_letter_period_at_a_line_end_looks_into_the_next_caption():
     assert tokenize_captions(caps) == {1: ["plan b", "a man on a bike"], 2: ["plan b."]}
     assert tokenize_captions({1: ["plan B.", "a man"]}) == {1: ["plan b.", "a man"]}  # "a" is not a starter
     assert ptb_tokenize("plan B.", following="A man") == "plan b"
+    # the look-ahead also spans the line end from inside the caption, and "no." keeps its period before a number
+    assert tokenize_captions({1: ["a B. Mr.", "x"], 2: ["jersey no.", "5 men"]}) == {
+        1: ["a b mr.", "x"], 2: ["jersey no.", "5 men"]}
 
 
 def test_cider_on_constructed_captions_equals_the_hand_tokenised_corpus():

@@ -88,8 +88,8 @@ _START = ("(?:(?<=^)|(?<=[\\s\"`()[\\]{}<>;!?$#%])|(?<=[^0-9][,:])|(?<=^[,:])|(?
           "|(?<='')"
           "|(?<=[^A-Za-z0-9]-)|(?<=^-)|(?<=\\.\\.))")
 _KEPT = "\x00"  # stands for a period that stays on its word until the tokens are formed
-_KEEP_PERIOD = re.compile(
-    f"{_START}(?:(?P<always>{_ACRONYM}|{_ABBREV1}|{_ABBREV2})\\.(?![A-Za-z])"
+_KEEP_PERIOD = re.compile(  # (?<![A-Za-z0-9]) first: a cheap rejection of positions inside words
+    f"(?<![A-Za-z0-9]){_START}(?:(?P<always>{_ACRONYM}|{_ABBREV1}|{_ABBREV2})\\.(?![A-Za-z])"
     f"|(?P<letter>[A-Za-z])\\.(?!{_SPACENL}+(?:{_SENTENCE_STARTERS}){_SPACENL}|[A-Za-z])"
     f"|(?P<number>{_ABBREV3})\\.(?={_SPACENL}?\\d)"
     f"|(?P<clause>{_WORD})\\.(?=[,;:]))"
@@ -166,12 +166,13 @@ def _dot_tokens(match: re.Match[str]) -> str:
 
 def _keep_periods(text: str, following: str | None) -> str:
     """Mark (as ``_KEPT``) each period that stays on its word. ``following``: the text after this caption in
-    the lexer's input (coco-caption's next line), which the single-letter rule can look into."""
-    if following is None:
-        return _KEEP_PERIOD.sub(lambda m: m.group(0)[:-1] + _KEPT, text)
-    full = text + "\n" + following
-    marked = _KEEP_PERIOD.sub(lambda m: m.group(0)[:-1] + _KEPT if m.start() < len(text) else m.group(0), full)
-    return marked[: len(text)]
+    the lexer's input (coco-caption's next line): a final ``B.`` or ``no.`` looks into it for a sentence
+    starter or a number (a look-ahead of a few characters, so its first 40 are enough)."""
+    if "." not in text:
+        return text
+    full = text if following is None else text + "\n" + following[:40]
+    return _KEEP_PERIOD.sub(lambda m: m.group(0)[:-1] + _KEPT if m.start() < len(text) else m.group(0),
+                            full)[: len(text)]
 
 
 def _clean(text: str, ascii_only: bool) -> str:
