@@ -136,6 +136,8 @@ class VLSeq2Seq(nn.Module):
         """(B, V, F) for one image/video, or (B, I, V, F) for I images (NLVR2: I=2 → 72 tokens)."""
         cfg = self.visual_config
         if self.feat_mean is not None:
+            # After zero-padding on purpose: affine before the linear projector, so a padded frame (0-μ)/σ is
+            # exactly upstream's raw zero frame under a reparametrised projector (docs/fidelity.md).
             vis_feats = (vis_feats - self.feat_mean.to(vis_feats.dtype)) / self.feat_std.to(vis_feats.dtype)
         if vis_feats.dim() not in (3, 4):
             raise ValueError(f"vis_feats must be (B, V, F) or (B, I, V, F); got shape {tuple(vis_feats.shape)}")
