@@ -30,7 +30,9 @@ Python with no Java and no network, so the PTB rules that matter for captions ar
 
 Not reproduced: CoreNLP's ``americanize`` spelling rewrite, ``/``/``*``
 escaping (a bijection, so no effect on scores), currency/fraction normalisation, SGML tags, URLs, e-mail
-addresses and file names, and words the lexer glues across ``?``/``!`` (``what?no``).
+addresses and file names, words the lexer glues across ``?``/``!`` (``what?no``), apostrophes inside glued
+words, ``'n'`` split off (``rock'n'roll`` -> ``rock 'n' roll``), and a clitic at the very end of the file
+(``couldn't've`` there ends in ``ve``, its quote dropped).
 """
 
 from __future__ import annotations
