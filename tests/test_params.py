@@ -79,3 +79,14 @@ def test_unknown_backbone_is_a_clear_cli_error():
     result = CliRunner().invoke(app, ["params", "--backbone", "gpt-7"])
     assert result.exit_code != 0
     assert "unknown backbone 'gpt-7'" in result.output
+
+
+def test_t5_bias_methods_count_the_relative_attention_tables(cli_rows):
+    # Upstream trains every parameter whose name contains "bias": on T5 the visual projector (1,581,312, above)
+    # plus the encoder's and decoder's relative_attention_bias tables, 2 x 32 buckets x 12 heads = 768.
+    projector, tables = 1_581_312, 2 * 32 * 12
+    assert cli_rows[("t5-base", "bitfit")]["trainable"] == projector + tables
+    # LoRA rank 128 on q and v of 36 attentions (12 encoder self, 12 decoder self, 12 cross): 72 x 2 x 128 x 768.
+    assert cli_rows[("t5-base", "lora")]["trainable"] == 72 * 2 * 128 * 768 + projector + tables
+    # the shown percentages keep two decimals: 0.70 and 6.59
+    assert (cli_rows[("t5-base", "bitfit")]["percent"], cli_rows[("t5-base", "lora")]["percent"]) == (0.70, 6.59)

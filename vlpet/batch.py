@@ -33,14 +33,15 @@ IGNORE_INDEX = -100
 class TaskFormat:
     """How one task's examples become text: prompt and where it goes, max lengths, visual layout, targets.
 
-    ``max_target_len`` None means "not truncated" (GQA, NLVR2 upstream). ``answer_sampling`` is
+    ``max_input_len``/``max_target_len`` None means "not truncated" (NLVR2 input, GQA and NLVR2 targets, as
+    upstream). ``answer_sampling`` is
     ``"weighted"`` (VQA: sample ∝ score, loss × score), ``"sampled"`` (GQA: sample ∝ score, unweighted) or None.
     """
 
     name: str
     prompt: str
     prompt_at_end: bool
-    max_input_len: int
+    max_input_len: int | None
     max_target_len: int | None
     visual: VisualKind
     answer_sampling: Literal["weighted", "sampled"] | None = None
@@ -51,8 +52,8 @@ class TaskFormat:
 TASK_FORMATS: dict[str, TaskFormat] = {
     "vqa": TaskFormat("vqa", "vqa: ", False, 20, 10, "image", "weighted"),
     "gqa": TaskFormat("gqa", "gpa: ", False, 20, None, "image", "sampled"),
-    # NLVR2's max input length is not stated upstream; 40 (the caption budget) is an assumption.
-    "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, 40, None, "image_pair"),
+    # NLVR2: upstream encodes prompt + statement with no max_length (nlvr_clip_data.py), so no cap here either.
+    "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, None, None, "image_pair"),
     "coco": TaskFormat("coco", "caption: ", False, 40, 40, "image"),
     "tvqa": TaskFormat("tvqa", "tvqa: ", True, 600, 20, "video"),
     "how2qa": TaskFormat("how2qa", "how2qa: ", True, 600, 20, "video"),
@@ -78,7 +79,7 @@ def video_sentence(task: str, example: Mapping[str, Any]) -> str:
     """The video text before the prompt: ``[Subs] …`` (+ ``[Q] … [TS] (…) [Choices] …`` / ``[TS] (…)``)."""
     subs = example.get("subs") or ""
     if task in ("tvqa", "how2qa"):
-        return (f"[Subs] {subs} [Q] {example['text']} [TS] ({example['ts']}) "
+        return (f"[Subs] {subs} [Q] {example['text'].strip()} [TS] ({example['ts']}) "
                 f"[Choices] {format_choices(example['choices'])}")
     if task == "tvc":
         return f"[Subs] {subs} [TS] ({example['ts']})"
@@ -180,7 +181,8 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
                          "batches are single-task")
     rng = rng or random.Random()
     inputs = [format_input(fmt, e) for e in examples]
-    enc = tokenizer(inputs, max_length=fmt.max_input_len, truncation=True, padding="longest", return_tensors="pt")
+    cap: dict[str, Any] = {"max_length": fmt.max_input_len, "truncation": True} if fmt.max_input_len else {}
+    enc = tokenizer(inputs, padding="longest", return_tensors="pt", **cap)
     chosen = [choose_target(fmt, e, rng) for e in examples]
     targets = [t for t, _ in chosen]
     labels = None

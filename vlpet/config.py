@@ -146,7 +146,8 @@ class CompacterConfig(AdapterConfig):
 
 class LoRAConfig(_MethodBase):
     """LoRA on q and v of every attention (encoder self, decoder self and cross), plus all biases,
-    as VL-Adapter's LoRA baseline (which unfreezes parameters named ``lora`` or ``bias``)."""
+    as VL-Adapter's LoRA baseline (which unfreezes parameters whose names contain ``lora`` or ``bias``, so
+    T5's relative-attention-bias tables too)."""
 
     method: Literal["lora"] = "lora"
     rank: int = 128
@@ -166,13 +167,15 @@ class LoRAConfig(_MethodBase):
 
 
 class BitFitConfig(_MethodBase):
-    """BitFit: every bias (LayerNorm biases included) and the visual projector."""
+    """BitFit: every parameter whose name contains "bias" and the visual projector, as upstream's
+    ``unfreeze_bias`` (a substring test). On BART these are the linear and LayerNorm biases; T5 has no such
+    biases, so on T5 it trains the two relative-attention-bias tables (encoder and decoder) and the projector."""
 
     method: Literal["bitfit"] = "bitfit"
 
     def plan(self, family: Family, d_model: int) -> PETPlan:
-        notes = ("T5 has no bias parameters at all, so BitFit on T5 trains only the visual projector",) \
-            if family == "t5" else ()
+        notes = ("T5 has no linear or LayerNorm biases, so BitFit on T5 trains only the two relative-attention-bias "
+                 "tables and the visual projector",) if family == "t5" else ()
         return PETPlan(init_style=family, train_biases=True,
                        train_visual_embedding=not self.freeze_visual_embedding, notes=notes)
 

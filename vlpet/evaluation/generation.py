@@ -71,11 +71,12 @@ def generation_kwargs(model: Any, task: str, overrides: Mapping[str, Any] | None
 
 def choice_index(prediction: str) -> int | None:
     """The answer index of a video-QA prediction such as ``"a3"``: ``int`` of its second character, as upstream
-    (so ``"a12"`` reads as 1); None when that character is missing or not a digit."""
+    (so ``"a12"`` reads as 1); None when that character is missing or ``int`` rejects it (e.g. ``"²"``)."""
     text = prediction.strip()
-    if len(text) < 2 or not text[1].isdigit():
+    try:
+        return int(text[1])
+    except (IndexError, ValueError):
         return None
-    return int(text[1])
 
 
 def _family(model: Any) -> str:

@@ -144,6 +144,8 @@ def _synthetic(kind: str) -> TrainConfig:
         generation={"tvqa": {"num_beams": 1}, "how2qa": {"num_beams": 1}, "coco": {"num_beams": 2},
                     "tvc": {"num_beams": 2}, "yc2c": {"num_beams": 2}},
         pretrain=PretrainConfig(steps=200 if video else 300, batch_size=32, lr=1e-3),
+        # As the official trainers: video keeps the best validation average, image tasks the last model.
+        checkpoint_selection="best-val" if video else "last", validate_every_epoch=video,
         # VALUE's test files carry no labels (as upstream), so the video preset scores its held-out val splits.
         test_splits={**TEST_SPLITS, **({t: VAL_SPLITS[t] for t in VIDEO_TASKS} if video else {})},
     )
