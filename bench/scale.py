@@ -263,6 +263,12 @@ register("store:read-cold", "store", lambda ctx: _random_reads(ctx, cold=True))
 register("store:read-warm", "store", lambda ctx: _random_reads(ctx, cold=False))
 
 
+# ------------------------------------------------------------------------------------ loader section
+# Multi-task loader stages (first batch, steady samples/s, RSS) go here, registered with
+# ``register(name, "loader", run)``; they may use ``_feature_store(ctx)`` (COCO features, written by
+# ``store:commit``) and the task tables of ``build:*`` under ``ctx.root / "tasks"``.
+
+
 # ------------------------------------------------------------------------------------ measurement
 
 
@@ -354,6 +360,48 @@ def _fmt(r: dict[str, Any] | None) -> str:
     return f"{r['wall_s']:.1f}s {r['cpu_s']:.1f}c {r['peak_rss_mb']:.0f}MB"
 
 
+def report(results: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, dict[str, dict[str, Any]]],
+           fractions: list[float]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Print the stage x size table, the growth exponents and the after/before ratios; return the last two."""
+    keys = [f"{f:g}" for f in fractions]
+    print(f"\n{'stage':<18}" + "".join(f"{k:>26}" for k in keys) + "   exp(wall) exp(cpu) exp(mem)")
+    exponents: dict[str, dict[str, float | None]] = {}
+    for name, by_size in results.items():
+        ok = [(float(k), by_size[k]) for k in keys if k in by_size and "error" not in by_size[k]]
+        fr = [f for f, _ in ok]
+        exp = {"wall": growth_exponent(fr, [r["wall_s"] for _, r in ok]),
+               "cpu": growth_exponent(fr, [r["cpu_s"] for _, r in ok]),
+               "mem": growth_exponent(fr, [r["peak_rss_mb"] - r["base_rss_mb"] for _, r in ok])}
+        exponents[name] = exp
+        print(f"{name:<18}" + "".join(f"{_fmt(by_size.get(k)):>26}" for k in keys)
+              + "".join(f"{'-' if v is None else v:>9}" for v in exp.values()))
+    ratios: dict[str, dict[str, dict[str, float]]] = {}
+    if baseline:
+        print("\nafter / before (peak RSS and wall time ratios):")
+        for name, by_size in baseline.items():
+            for k in keys:
+                b, a = by_size.get(k), results[name].get(k)
+                if not b or not a or "error" in b or "error" in a:
+                    continue
+                ratios.setdefault(name, {})[k] = {m: round(a[m] / b[m], 3) for m in ("wall_s", "cpu_s", "peak_rss_mb")}
+                print(f"  {name:<18} {k:>6}: before {_fmt(b)}  after {_fmt(a)}  "
+                      f"peak RSS x{ratios[name][k]['peak_rss_mb']:.2f}, wall x{ratios[name][k]['wall_s']:.2f}")
+    return exponents, ratios
+
+
+def merge(paths: list[Path]) -> tuple[dict[str, Any], list[float]]:
+    """The ``results`` of several runs' last JSON lines (e.g. one run per fraction), merged."""
+    merged: dict[str, dict[str, Any]] = {}
+    fractions: set[float] = set()
+    for path in paths:
+        lines = [line for line in path.read_text().splitlines() if line.startswith('{"bench": "scale"')]
+        summary = json.loads(lines[-1])
+        fractions.update(summary["fractions"])
+        for name, by_size in summary["results"].items():
+            merged.setdefault(name, {}).update(by_size)
+    return merged, sorted(fractions)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.01])
@@ -364,12 +412,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-stages", default="prepare:(gqa|vqa)$|build:vqa$")
     ap.add_argument("--full-width-max", type=int, default=20_000, help="rows stored at (49, 2048); thinner above")
     ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--report", type=Path, nargs="+", help="print the table of earlier runs' logs (merged)")
+    ap.add_argument("--report-before", type=Path, nargs="*", default=[], help="logs of the baseline code's runs")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args.serve:
         _serve(args.serve.split(","), args.root, args.fractions[0], json.loads(args.options))
+        return 0
+
+    if args.report:
+        results, fractions = merge(args.report)
+        before, _ = merge(args.report_before) if args.report_before else ({}, [])
+        baseline = {name: by_size for name, by_size in before.items() if name in results}
+        exponents, ratios = report(results, baseline, fractions)
+        print(json.dumps({"bench": "scale", "fractions": fractions, "results": results, "baseline": baseline,
+                          "ratios": ratios, "exponents": exponents}))
         return 0
 
     sys.path.insert(0, str(BENCH))
@@ -401,29 +460,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run_stages(names, root, fraction, options, code, record)
 
-    keys = [f"{f:g}" for f in args.fractions]
-    print(f"\n{'stage':<18}" + "".join(f"{k:>26}" for k in keys) + "   exp(wall) exp(cpu) exp(mem)")
-    exponents: dict[str, dict[str, float | None]] = {}
-    for name, by_size in results.items():
-        ok = [(float(k), by_size[k]) for k in keys if k in by_size and "error" not in by_size[k]]
-        fr = [f for f, _ in ok]
-        exp = {"wall": growth_exponent(fr, [r["wall_s"] for _, r in ok]),
-               "cpu": growth_exponent(fr, [r["cpu_s"] for _, r in ok]),
-               "mem": growth_exponent(fr, [r["peak_rss_mb"] - r["base_rss_mb"] for _, r in ok])}
-        exponents[name] = exp
-        print(f"{name:<18}" + "".join(f"{_fmt(by_size.get(k)):>26}" for k in keys)
-              + "".join(f"{'-' if v is None else v:>9}" for v in exp.values()))
-    ratios: dict[str, dict[str, dict[str, float]]] = {}
-    if baseline:
-        print("\nafter / before (same run):")
-        for name, by_size in baseline.items():
-            for k in keys:
-                b, a = by_size.get(k), results[name].get(k)
-                if not b or not a or "error" in b or "error" in a:
-                    continue
-                ratios.setdefault(name, {})[k] = {m: round(a[m] / b[m], 3) for m in ("wall_s", "cpu_s", "peak_rss_mb")}
-                print(f"  {name:<18} {k:>6}: before {_fmt(b)}  after {_fmt(a)}  "
-                      f"peak RSS x{ratios[name][k]['peak_rss_mb']:.2f}, wall x{ratios[name][k]['wall_s']:.2f}")
+    exponents, ratios = report(results, baseline, args.fractions)
     summary = {"bench": "scale", "fractions": args.fractions, "machine": f"{platform.node()} {os.cpu_count()} cpus",
                "commit": _commit_of(args.code), "baseline_commit": _commit_of(args.baseline_code)
                if args.baseline_code else None, "generated": generated, "results": results,
