@@ -2,9 +2,10 @@
 
 The demo is at most 2,000 rows; the real datasets are hundreds of times larger (VQA v2 658k questions over
 123k images, GQA balanced 1.07M, NLVR2 107k, TVQA 152k over 21.8k clips, ...). For each fraction this
-writes upstream-format annotation files (``bench/scale_data.py``, no media drawn), then runs each stage in a
-**fresh subprocess** and records its wall time, CPU time (user + system) and peak RSS (``ru_maxrss`` of the
-child, plus the RSS right before the stage started, i.e. the interpreter and imports):
+writes upstream-format annotation files (``bench/scale_data.py``, no media drawn), then runs each stage in its
+**own process** (a fork of a server that imported the project once) and records its wall time, CPU time (user +
+system) and peak RSS (``ru_maxrss`` of that process from ``wait4``; ``base_rss_mb`` is what it started from,
+the interpreter and imports: ~450 MB, mostly torch, which ``vlpet`` imports):
 
 - ``prepare:<dataset>``: ``pipelines.prepare.prepare_dataset`` for all eight datasets (media are absent, so
   the media index is empty and every referenced media id is listed as missing: the parse, join and write
