@@ -129,8 +129,9 @@ def _vqa(raw: Path, store: Path) -> tuple[dict[str, pa.Table], pa.Table, set[str
         splits, _ = rebuild_karpathy_vqa([tables["train2014"], tables["val2014"]], karpathy,
                                          find_file(raw, "trainval_ans2label.json", "vqa"))
         tables.update({f"karpathy_{k.removeprefix('karpathy_')}": v for k, v in splits.items()})
-        check = check_karpathy_counts(splits)  # the spec's 605,102 / 26,729 / 26,280 when the data is complete
-        notes += [f"Karpathy VQA counts: {m}" for m in check.messages()] or ["Karpathy VQA counts match the spec"]
+        check = check_karpathy_counts(splits)  # 605,102 / 26,729 / 26,280 (docs/data.md §2.2) on the full data
+        notes += ([f"Karpathy VQA counts: {m}" for m in check.messages()]
+                  or ["Karpathy VQA counts match the published sizes"])
         vlt5 = store.parent / "tables" / "vqa" / "vlt5"
         vlt5.mkdir(parents=True, exist_ok=True)
         for name, table in splits.items():  # the VL-T5 / VL-Adapter input files, rebuilt from the official ones

@@ -1,4 +1,4 @@
-"""Rebuild VL-T5's Karpathy VQA splits from the official VQA v2 train+val tables (DATA_SPEC §2.2).
+"""Rebuild VL-T5's Karpathy VQA splits from the official VQA v2 train+val tables (docs/data.md §2.2).
 
 The VL-Adapter Drive zip is gone, so the three files are reconstructed: every train2014+val2014 question
 goes to the Karpathy split of its image (train + restval -> ``karpathy_train``), soft labels are restricted
@@ -187,7 +187,7 @@ class KarpathyCountCheck:
 
 
 def check_karpathy_counts(splits: Mapping[str, pa.Table]) -> KarpathyCountCheck:
-    """Compare rebuilt split sizes with DATA_SPEC §2.2; reports, never raises."""
+    """Compare rebuilt split sizes with docs/data.md §2.2; reports, never raises."""
     observed = {name: splits[name].num_rows if name in splits else 0 for name in EXPECTED_COUNTS}
     topk = 0
     if "karpathy_test" in splits:

@@ -1,4 +1,4 @@
-"""Task tables: one unified table joined with one feature-store snapshot (DATA_SPEC §5, VLPET_SPEC §4).
+"""Task tables: one unified table joined with one feature-store snapshot (docs/data.md §5, docs/method.md §4).
 
 Design: a task table holds the text fields a task needs plus the **media ids** of its feature rows, and
 names the snapshot id in its schema metadata. Rows are resolved through ``SnapshotReader`` at load time (an
