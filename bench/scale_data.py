@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-# The real sizes (DATA_SPEC); every count below is scaled by the fraction and rounded, at least 1.
+# The real sizes (docs/data.md); every count below is scaled by the fraction and rounded, at least 1.
 REAL = {
     "coco_train2014_images": 82_783, "coco_restval_images": 30_504, "coco_val_images": 5_000,
     "coco_test_images": 5_000,

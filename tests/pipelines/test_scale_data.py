@@ -1,5 +1,5 @@
 """The scale benchmark's generator writes upstream files that prepare parses into the spec's row counts
-(scaled: DATA_SPEC's real sizes x the fraction, rounded), with every referenced media id listed."""
+(scaled: the real sizes of docs/data.md x the fraction, rounded), with every referenced media id listed."""
 
 from __future__ import annotations
 
