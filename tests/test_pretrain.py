@@ -42,8 +42,8 @@ def test_pretraining_trains_the_positions_up_to_max_length_and_no_further(tokeni
 
 
 def test_pretraining_length_covers_every_input_position_the_tasks_feed():
-    # docs/data.md §4.3, §5: video inputs are truncated at 600 tokens, image inputs at 20 (VQA, GQA) / 40 (COCO); NLVR2's
-    # are not truncated (upstream), which adds no bound beyond the 64 floor.
+    # docs/data.md §4.3, §5: video inputs are truncated at 600 tokens, image inputs at 20 (VQA, GQA) / 40 (COCO);
+    # NLVR2's are not truncated (upstream), which adds no bound beyond the 64 floor.
     assert pretraining_max_length(["tvqa", "how2qa", "tvc", "yc2c"]) == 600
     assert pretraining_max_length(["vqa", "gqa", "nlvr2", "coco"]) == 64
 
