@@ -28,9 +28,9 @@ register_train_commands(app)
 
 
 def prefect_env(workdir: Path) -> None:
-    """Prefect settings for a local, serverless run: its state under the workdir, not ``$HOME``; analytics off;
-    a start-up timeout a loaded 2-core machine meets; stage messages (INFO) recorded in the run's logs while the
-    terminal shows only warnings. Values the user set are kept."""
+    """Prefect settings for a local, serverless run (docs/operations.md): its state under the workdir, not ``$HOME``;
+    analytics off; a start-up timeout a loaded 2-core machine meets; stage messages (INFO) recorded in the run's logs
+    while the terminal shows only warnings. Values the user set are kept."""
     import os
 
     defaults = {"PREFECT_HOME": str(Path(workdir).resolve() / ".prefect"),

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -46,6 +45,8 @@ def train(
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables (the ``train`` stage: cached, in the lineage); works
     under `torchrun` (DDP: every rank trains, rank 0 records)."""
+    from pydantic import ValidationError
+
     from flows.runs import load_train_config
     from flows.stages import run_evaluate, run_train
     from vlpet.train import dist_from_env
