@@ -18,54 +18,20 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
+from vlpet.catalog import CATALOG, TaskSpec, task_spec
 from vlpet.visual import resize_videos
 
-VisualKind = Literal["image", "image_pair", "video"]
 IGNORE_INDEX = -100
 
-
-@dataclass(frozen=True)
-class TaskFormat:
-    """How one task's examples become text: prompt and where it goes, max lengths, visual layout, targets.
-
-    ``max_target_len`` None means "not truncated" (GQA, NLVR2 upstream). ``answer_sampling`` is
-    ``"weighted"`` (VQA: sample ∝ score, loss × score), ``"sampled"`` (GQA: sample ∝ score, unweighted) or None.
-    """
-
-    name: str
-    prompt: str
-    prompt_at_end: bool
-    max_input_len: int
-    max_target_len: int | None
-    visual: VisualKind
-    answer_sampling: Literal["weighted", "sampled"] | None = None
-    n_frames: int = 64
-
-
-# Exactly the spec's prompts, including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
-TASK_FORMATS: dict[str, TaskFormat] = {
-    "vqa": TaskFormat("vqa", "vqa: ", False, 20, 10, "image", "weighted"),
-    "gqa": TaskFormat("gqa", "gpa: ", False, 20, None, "image", "sampled"),
-    # NLVR2's max input length is not stated in the spec; 40 (the caption budget) is an assumption.
-    "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, 40, None, "image_pair"),
-    "coco": TaskFormat("coco", "caption: ", False, 40, 40, "image"),
-    "tvqa": TaskFormat("tvqa", "tvqa: ", True, 600, 20, "video"),
-    "how2qa": TaskFormat("how2qa", "how2qa: ", True, 600, 20, "video"),
-    "tvc": TaskFormat("tvc", "tvc: ", True, 600, 20, "video"),
-    "yc2c": TaskFormat("yc2c", "yc2c: ", True, 600, 20, "video"),
-}
-
-
-def task_format(task: str) -> TaskFormat:
-    try:
-        return TASK_FORMATS[task]
-    except KeyError:
-        raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_FORMATS)}") from None
+# A task's format is its catalogue entry (``vlpet.catalog``); the old names stay importable.
+TaskFormat = TaskSpec
+TASK_FORMATS: Mapping[str, TaskSpec] = CATALOG
+task_format = task_spec
 
 
 def format_choices(choices: Sequence[str]) -> str:
@@ -73,26 +39,25 @@ def format_choices(choices: Sequence[str]) -> str:
     return "".join(f"a{i}: {c.strip('. ')}. " for i, c in enumerate(choices))
 
 
-def video_sentence(task: str, example: Mapping[str, Any]) -> str:
-    """The video text before the prompt: ``[Subs] …`` (+ ``[Q] … [TS] (…) [Choices] …`` / ``[TS] (…)``)."""
-    subs = example.get("subs") or ""
-    if task in ("tvqa", "how2qa"):
-        return (f"[Subs] {subs} [Q] {example['text']} [TS] ({example['ts']}) "
-                f"[Choices] {format_choices(example['choices'])}")
-    if task == "tvc":
-        return f"[Subs] {subs} [TS] ({example['ts']})"
-    if task == "yc2c":
-        return f"[Subs] {subs}"
-    raise ValueError(f"task {task!r} is not a video task")
+def video_sentence(fmt: TaskSpec | str, example: Mapping[str, Any]) -> str:
+    """The video text before the prompt: ``[Subs] …`` then, as the task's ``input_fields`` say,
+    ``[Q] …``, ``[TS] (…)`` and ``[Choices] …``."""
+    fmt = task_spec(fmt) if isinstance(fmt, str) else fmt
+    if fmt.visual != "video":
+        raise ValueError(f"task {fmt.name!r} is not a video task")
+    parts = {"subs": lambda: f"[Subs] {example.get('subs') or ''}",
+             "text": lambda: f"[Q] {example['text']}",
+             "ts": lambda: f"[TS] ({example['ts']})",
+             "choices": lambda: f"[Choices] {format_choices(example['choices'])}"}
+    return " ".join(parts[name]() for name in fmt.input_fields)
 
 
-def format_input(fmt: TaskFormat, example: Mapping[str, Any]) -> str:
-    """The encoder input text: image tasks ``prompt + text``; video tasks ``sentence + ' ' + prompt`` (appended)."""
+def format_input(fmt: TaskSpec, example: Mapping[str, Any]) -> str:
+    """The encoder input text: image tasks ``prompt + text`` (the prompt alone for captions); video tasks
+    ``sentence + ' ' + prompt`` (appended)."""
     if fmt.prompt_at_end:
-        return video_sentence(fmt.name, example).rstrip() + " " + fmt.prompt
-    if fmt.visual == "image" and fmt.name == "coco":
-        return fmt.prompt  # caption input is the prompt alone
-    return fmt.prompt + example["text"]
+        return video_sentence(fmt, example).rstrip() + " " + fmt.prompt
+    return fmt.prompt + (example["text"] if "text" in fmt.input_fields else "")
 
 
 def sample_answer(answers: Sequence[str], scores: Sequence[float], rng: random.Random) -> tuple[str, float]:
@@ -212,13 +177,9 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
 
 
 def task_batch_sizes(base: int, tasks: Sequence[str]) -> dict[str, int]:
-    """Per-task batch sizes from one base B (VLPET_SPEC §5): VQA B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋,
-    captions ⌊B·50/60⌋, video tasks B; at least 1."""
+    """Per-task batch sizes from one base B (VLPET_SPEC §5): each task's ``batch_share`` 60ths of B, at least
+    1 (VQA and video tasks B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋, captions ⌊B·50/60⌋)."""
     if base < 1:
         raise ValueError(f"base batch size must be >= 1, got {base}")
-    numerator = {"gqa": 100, "nlvr2": 20, "coco": 50}  # integer maths: B*20/60 must not become 99.999
-    out = {}
-    for t in tasks:
-        task_format(t)
-        out[t] = max(1, base * numerator[t] // 60) if t in numerator else base
-    return out
+    # integer maths: B*20/60 must not become 99.999
+    return {t: max(1, base * task_spec(t).batch_share // 60) for t in tasks}

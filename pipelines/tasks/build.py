@@ -20,7 +20,7 @@ scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answe
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,19 +31,19 @@ from features.store import FeatureStore
 from pipelines.tables import read_table
 from pipelines.tables.hashing import sha256_file
 from vlpet.atomic import write_atomic, write_text_atomic
+from vlpet.catalog import CATALOG, task_spec
 
-TASKS = ("vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c")
-VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
+TASKS = tuple(CATALOG)  # the catalogue's tasks (vlpet.catalog), under the old name
 TASK_TABLE_VERSION = "2"  # 2: raw_answers (VQA's 10 annotator answers, for the official metric)
 _META = "vlpet_task."
+# The unified-table columns each parser (a catalogue entry's ``row`` kind) reads.
 _QA = ("qid", "question", "choices", "answer_idx", "ts", "subtitles", "media_id")
 _CAP = ("clip_id", "ts", "captions", "subtitles", "media_id")
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "vqa": ("question_id", "question", "answers", "media_id"),
-    "gqa": ("question_id", "question", "answers", "media_id"),
     "nlvr2": ("identifier", "sentence", "label", "media_id0", "media_id1"),
-    "coco": ("image_id", "captions", "media_id"),
-    "tvqa": _QA, "how2qa": _QA, "tvc": _CAP, "yc2c": _CAP,
+    "caption": ("image_id", "captions", "media_id"),
+    "video_qa": _QA, "video_caption": _CAP,
 }
 
 TASK_SCHEMA = pa.schema([
@@ -85,41 +85,59 @@ def _subs(lines: list[dict] | None) -> str | None:
     return " ".join(line["text"].strip() for line in lines)
 
 
+def _vqa_row(rec: dict[str, Any]) -> dict[str, Any]:
+    answers = rec["answers"]  # null = unlabelled (test) → scores null; [] = labelled, no answer in vocab
+    return {"example_id": rec["question_id"], "media_ids": [rec["media_id"]], "text": rec["question"],
+            "targets": [a["answer"] for a in answers or []],
+            "scores": None if answers is None else [a["score"] for a in answers],
+            "raw_answers": rec.get("raw_answers")}
+
+
+def _nlvr2_row(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"example_id": rec["identifier"], "media_ids": [rec["media_id0"], rec["media_id1"]],
+            "text": rec["sentence"], "targets": ["true" if rec["label"] else "false"]}
+
+
+def _caption_row(rec: dict[str, Any]) -> dict[str, Any]:
+    return {"example_id": rec["image_id"], "media_ids": [rec["media_id"]], "text": "",
+            "targets": list(rec["captions"])}
+
+
+def _video_qa_row(rec: dict[str, Any]) -> dict[str, Any]:
+    idx = rec["answer_idx"]
+    return {"example_id": str(rec["qid"]), "media_ids": [rec["media_id"]], "text": rec["question"],
+            "subs": _subs(rec["subtitles"]), "ts": rec["ts"], "choices": list(rec["choices"]),
+            "targets": [] if idx is None else [f"a{idx}"]}
+
+
+def _video_caption_row(rec: dict[str, Any]) -> dict[str, Any]:
+    ts = rec["ts"]
+    return {"example_id": str(rec["clip_id"]), "media_ids": [rec["media_id"]],
+            "subs": _subs(rec["subtitles"]), "ts": None if ts is None else str(list(ts)),
+            "targets": list(rec["captions"])}
+
+
+# The parsers: one unified-table record → one task-table row, per catalogue ``row`` kind.
+ROW_PARSERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "vqa": _vqa_row, "nlvr2": _nlvr2_row, "caption": _caption_row, "video_qa": _video_qa_row,
+    "video_caption": _video_caption_row,
+}
+
+
 def _row(task: str, rec: dict[str, Any], path: Path) -> dict[str, Any]:
     """One unified-table record → one task-table row (fields named by the task's schema family)."""
     try:
-        if task in ("vqa", "gqa"):
-            answers = rec["answers"]  # null = unlabelled (test) → scores null; [] = labelled, no answer in vocab
-            return {"example_id": rec["question_id"], "media_ids": [rec["media_id"]], "text": rec["question"],
-                    "targets": [a["answer"] for a in answers or []],
-                    "scores": None if answers is None else [a["score"] for a in answers],
-                    "raw_answers": rec.get("raw_answers")}
-        if task == "nlvr2":
-            return {"example_id": rec["identifier"], "media_ids": [rec["media_id0"], rec["media_id1"]],
-                    "text": rec["sentence"], "targets": ["true" if rec["label"] else "false"]}
-        if task == "coco":
-            return {"example_id": rec["image_id"], "media_ids": [rec["media_id"]], "text": "",
-                    "targets": list(rec["captions"])}
-        if task in ("tvqa", "how2qa"):
-            idx = rec["answer_idx"]
-            return {"example_id": str(rec["qid"]), "media_ids": [rec["media_id"]], "text": rec["question"],
-                    "subs": _subs(rec["subtitles"]), "ts": rec["ts"], "choices": list(rec["choices"]),
-                    "targets": [] if idx is None else [f"a{idx}"]}
-        if task in ("tvc", "yc2c"):
-            ts = rec["ts"]
-            return {"example_id": str(rec["clip_id"]), "media_ids": [rec["media_id"]],
-                    "subs": _subs(rec["subtitles"]), "ts": None if ts is None else str(list(ts)),
-                    "targets": list(rec["captions"])}
+        return ROW_PARSERS[task_spec(task).row](rec)
     except KeyError as exc:
         raise ValueError(f"{path}: task {task!r} needs column {exc.args[0]!r}, which the table lacks") from None
-    raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
 
 
 def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
     spec = reader.spec
-    if task in VIDEO_TASKS and not spec.ragged:
+    video = task_spec(task).visual == "video"
+    if video and not spec.ragged:
         raise ValueError(f"{store_path}: task {task!r} needs a ragged (T, F) video store, got shape {spec.shape}")
-    if task not in VIDEO_TASKS and (spec.ragged or len(spec.shape) != 2):
+    if not video and (spec.ragged or len(spec.shape) != 2):
         raise ValueError(f"{store_path}: task {task!r} needs a fixed (N, F) image store, got shape {spec.shape}"
                          f"{' (ragged)' if spec.ragged else ''}")
 
@@ -141,11 +159,10 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
     ``snapshot`` None means the store's latest. Records any of whose media are absent from the snapshot or
     quarantined there are excluded and listed in the report (and counted in the table's metadata).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+    row_kind = task_spec(task).row  # a clear error for an unknown task, before anything is read
     table_path, store_path, out_path = Path(table_path), Path(store_path), Path(out_path)
     source = read_table(table_path)
-    lacking = [c for c in REQUIRED_COLUMNS[task] if c not in source.column_names]
+    lacking = [c for c in ROW_COLUMNS[row_kind] if c not in source.column_names]
     if lacking:
         raise ValueError(f"{table_path}: task {task!r} needs columns {lacking}, which the table lacks "
                          f"(it has {source.column_names})")
@@ -221,10 +238,10 @@ def build_task(root: Path | str, task: str, split: str, store_path: Path | str, 
     """``build_task_table`` on the standard layout: ``<root>/tables/<dataset>/<split>.arrow`` →
     ``<root>/tasks/<task>/<split>.arrow``, with the report beside it as ``<split>.report.json``.
 
-    ``dataset`` defaults to the task name (every task's unified tables live under its own name).
+    ``dataset`` defaults to the task's catalogue ``dataset``.
     """
     root = Path(root)
-    table = root / "tables" / (dataset or task) / f"{split}.arrow"
+    table = root / "tables" / (dataset or task_spec(task).dataset) / f"{split}.arrow"
     out = root / "tasks" / task / f"{split}.arrow"
     report = build_task_table(task, split, table, store_path, out, snapshot)
     write_report(report, out.with_suffix(".report.json"))

@@ -31,7 +31,6 @@ from pipelines.tasks.build import open_task_table, task_table_metadata
 from vlpet.batch import VLBatch, collate, sample_answer, task_format
 
 Key = tuple[str, int, int]  # (task, example index, epoch)
-CAPTION_TASKS = ("coco", "tvc", "yc2c")
 
 
 def _rng(seed: int, epoch: int, task: str, index: int) -> random.Random:
@@ -55,7 +54,7 @@ class TaskDataset(torch.utils.data.Dataset):
         self.train = train
         self.seed = seed
         self.n_rows = table.num_rows
-        self._expand = train and self.task in CAPTION_TASKS
+        self._expand = train and self.fmt.is_caption
         if self._expand:  # example k -> (row, caption j): from the list lengths, no Python per-row loop
             lengths = pc.list_value_length(table.column("targets")).to_numpy(zero_copy_only=False)
             self._rows = np.repeat(np.arange(self.n_rows, dtype=np.int64), lengths)
