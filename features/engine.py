@@ -32,6 +32,7 @@ from features.extractors import Extractor, get_extractor
 from features.media import MediaItem, scan_media
 from features.store import FeatureStore, StoreSpec
 from features.weights import expected_key
+from vlpet.device import resolve_device  # also imported from here by the flows
 
 log = logging.getLogger(__name__)
 VIDEO_CHUNK_FRAMES = 64  # frames per forward for videos, as the HERO extractor
@@ -56,14 +57,6 @@ class ExtractReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
-    return torch.device(device)
 
 
 def default_batch_size(extractor: Extractor) -> int:

@@ -93,7 +93,7 @@ from .gc import GcReport
 from .reader import SampleStatus, SnapshotReader
 from .snapshot import QuarantineRecord, SnapshotInfo
 from .spec import StoreSpec
-from .store import FeatureStore, Plan, library_versions
+from .store import FeatureStore, Plan
 from .verify import VerifyReport
 from .writer import Run, ShardWriter
 
@@ -116,5 +116,4 @@ __all__ = [
     "StoreError",
     "StoreSpec",
     "VerifyReport",
-    "library_versions",
 ]

@@ -27,10 +27,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from features.media import hash_file
 from features.store import FeatureStore
-from pipelines.tables import read_table
-from pipelines.tables.hashing import sha256_file
-from vlpet.atomic import write_atomic, write_text_atomic
+from pipelines.tables import read_table, write_table
+from vlpet.atomic import write_text_atomic
 from vlpet.catalog import CATALOG, task_spec
 
 TASKS = tuple(CATALOG)  # the catalogue's tasks (vlpet.catalog), under the old name
@@ -143,13 +143,8 @@ def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
 
 
 def write_stream_atomic(table: pa.Table, path: Path) -> Path:
-    """Arrow IPC stream file written to a temp name in the same directory, fsync'ed, then ``os.replace``d."""
-
-    def write(handle: Any) -> None:
-        with pa.ipc.new_stream(pa.PythonFile(handle, mode="w"), table.schema) as writer:
-            writer.write_table(table)
-
-    return write_atomic(path, write)
+    """A task table as an Arrow IPC stream file, atomically (``pipelines.tables.write_table``)."""
+    return write_table(table, path, stream=True)
 
 
 def build_task_table(task: str, split: str, table_path: Path | str, store_path: Path | str, out_path: Path | str,
@@ -185,7 +180,7 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
     columns = {f.name: [r.get(f.name) for r in rows] for f in TASK_SCHEMA}
     out = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in TASK_SCHEMA], schema=TASK_SCHEMA)
     report = BuildReport(task=task, split=split, out_path=str(out_path), snapshot_id=reader.snapshot_id,
-                         source_sha256=sha256_file(table_path), rows_in=source.num_rows, rows_out=out.num_rows,
+                         source_sha256=hash_file(table_path), rows_in=source.num_rows, rows_out=out.num_rows,
                          excluded=len(excluded), excluded_example_ids=excluded, missing_media=sorted(missing),
                          quarantined_media=sorted(quarantined))
     meta = {"task": task, "split": split, "version": TASK_TABLE_VERSION, "snapshot_id": reader.snapshot_id,

@@ -6,6 +6,7 @@ Models are random-init (no network here); each architecture is built once per mo
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -107,6 +108,18 @@ def test_registry_and_specs():
     assert get_extractor("clip-vit-b32-grid").channels_last is False
     with pytest.raises(KeyError):
         get_extractor("clip-rn50-grid")
+
+
+def test_output_descriptions_are_not_spec_parameters(monkeypatch):
+    """Store specs (and so store digests) hold parameters only: rewording an output's prose changes nothing."""
+    ext = get_extractor("clip-vit-b32-grid", device="cpu")
+    before = ext.spec_params()
+    assert ext.outputs["cls"].description and "description" not in json.dumps(before)
+    reworded = {k: dataclasses.replace(v, description="reworded") for k, v in ext.outputs.items()}
+    monkeypatch.setattr(type(ext), "outputs", property(lambda self: reworded))
+    assert ext.spec_params() == before
+    assert ext.spec_params()["outputs"] == {"features": {"shape": [49, 768], "dtype": "float16"},
+                                            "cls": {"shape": [768], "dtype": "float16"}}
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing

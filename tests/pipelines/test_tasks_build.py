@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from features.media import hash_file
 from features.store import FeatureStore
 from pipelines.tables import read_table
-from pipelines.tables.hashing import sha256_file
 from pipelines.tasks import TaskDataset, build_task, build_task_table, open_task_table, task_table_metadata
 from tests.pipelines.test_tasks_support import TASK_SPLITS, make_store, prepared_root, shared_build
 
@@ -25,7 +25,7 @@ def test_every_task_builds_with_provenance(built):
         meta = task_table_metadata(table.schema)
         source = root / "tables" / dataset / f"{split}.arrow"
         assert meta["task"] == task and meta["split"] == split
-        assert meta["source_sha256"] == sha256_file(source)
+        assert meta["source_sha256"] == hash_file(source)
         assert meta["snapshot_id"] == FeatureStore.open_reader(base / "stores" / dataset).snapshot_id
         assert table.num_rows == read_table(source).num_rows and meta["excluded"] == "0", task
         assert all(len(m) == (2 if task == "nlvr2" else 1) for m in table.column("media_ids").to_pylist())
