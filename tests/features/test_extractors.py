@@ -1,6 +1,8 @@
 """features.extractors + features.weights: parity with open_clip's own outputs, preprocessing, weights resolution.
 
-Models are random-init (no network here); each architecture is built once per module.
+Models are random-init (no network here) and tiny (conftest's ``tiny_clip``: one block per stage, the real
+widths, so every shape is the paper's); each is built once per module. The real architectures' shapes are
+checked in test_clip_architectures.py.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from features.extractors import (
 )
 from features.weights import RandomWeightsWarning, WeightsIdentity, find_cached_pretrained, load_clip
 
+pytestmark = pytest.mark.usefixtures("tiny_clip")
+
 
 @pytest.fixture(autouse=True)
 def _quiet_random_weights():
@@ -57,7 +61,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> None:
 
 
 @pytest.fixture(scope="module")
-def rn101():
+def rn101(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         ext = ClipRN101Grid(pretrained=None, device="cpu", pooled=True)
@@ -66,7 +70,7 @@ def rn101():
 
 
 @pytest.fixture(scope="module")
-def vit_b32():
+def vit_b32(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         ext = ClipViTB32Grid(pretrained=None, device="cpu", pooled=True)
@@ -86,7 +90,7 @@ def rn101_file(rn101, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "rn101.safetensors"
     save_file({k: v.contiguous() for k, v in rn101.model.state_dict().items()}, str(path))
     yield path
-    path.unlink(missing_ok=True)  # 458 MB: do not leave it on the CI host's disk
+    path.unlink(missing_ok=True)  # do not leave weights on the CI host's disk
 
 
 # ----------------------------------------------------------------------------------------------------- registry

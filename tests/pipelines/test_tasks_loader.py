@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from pipelines.tasks import MultiTaskBatchSampler, TaskDataset, multitask_loader, open_task_table
-from tests.pipelines.test_tasks_support import shared_build, tiny_tokenizer
 from vlpet.batch import task_batch_sizes
 
 SIZES = {"vqa": 1000, "gqa": 1700, "nlvr2": 230, "coco": 530}
@@ -71,8 +70,8 @@ def test_bad_arguments_fail_clearly():
         MultiTaskBatchSampler(SIZES, BS, rank=2, world_size=2)
 
 
-def test_vqa_soft_labels_resampled_per_epoch_deterministically():
-    _, paths = shared_build()
+def test_vqa_soft_labels_resampled_per_epoch_deterministically(task_tables):
+    paths = task_tables.paths
     d = TaskDataset(paths["vqa"])
     multi = [i for i in range(len(d)) if len(d.example(i)["references"]) > 1]
     assert multi, "the synthetic VQA split should have soft labels with several answers"
@@ -91,9 +90,9 @@ def _run_loader(paths, tok, workers, epoch):
     return [(b.task, b.example_ids, b.input_ids, b.labels, b.vis_feats, b.loss_weights) for b in loader]
 
 
-def test_dataloader_workers_give_the_same_batches():
-    _, paths = shared_build()
-    tok = tiny_tokenizer()
+def test_dataloader_workers_give_the_same_batches(task_tables, task_tokenizer):
+    paths = task_tables.paths
+    tok = task_tokenizer
     serial = _run_loader(paths, tok, 0, epoch=1)
     parallel = _run_loader(paths, tok, 2, epoch=1)
     assert len(serial) == len(parallel) > 0
@@ -107,10 +106,10 @@ def test_dataloader_workers_give_the_same_batches():
     assert counts == {t: math.ceil(n / task_batch_sizes(6, [t])[t]) for t, n in sizes.items()}
 
 
-def test_dataset_pickles_without_open_maps_for_spawned_workers():
+def test_dataset_pickles_without_open_maps_for_spawned_workers(task_tables):
     import pickle
 
-    _, paths = shared_build()
+    paths = task_tables.paths
     d = TaskDataset(paths["nlvr2"])
     first = d[0]
     state = d.__getstate__()
