@@ -62,10 +62,6 @@ class MediaItem:
                    kind=kind, size=path.stat().st_size)
 
 
-def hash_bytes(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def hash_file(path: str | os.PathLike, chunk_size: int = HASH_CHUNK) -> str:
     """sha256 (hex) of a file's bytes, streamed in ``chunk_size`` chunks (constant memory)."""
     h = hashlib.sha256()

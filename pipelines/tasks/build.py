@@ -20,7 +20,7 @@ scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,18 +214,6 @@ def open_task_table(path: Path | str) -> pa.Table:
 def write_report(report: BuildReport, path: Path | str) -> None:
     """The build report as JSON, atomically (next to the table, for humans and flows)."""
     write_text_atomic(path, json.dumps(report.as_dict(), indent=2, sort_keys=True))
-
-
-def media_ids_of(tables: Sequence[Path | str],
-                 column_names: Sequence[str] = ("media_id", "media_id0", "media_id1")) -> list[str]:
-    """Every media id referenced by unified tables (to plan which features a build will need)."""
-    ids: set[str] = set()
-    for p in tables:
-        t = read_table(p)
-        for c in column_names:
-            if c in t.column_names:
-                ids.update(t.column(c).to_pylist())
-    return sorted(ids)
 
 
 def build_task(root: Path | str, task: str, split: str, store_path: Path | str, snapshot: str | None = None,
