@@ -68,6 +68,16 @@ def tiny_clip(tmp_path_factory):
     open_clip.add_model_config(real)
 
 
+@pytest.fixture(scope="module")
+def tiny_clip_pythonpath(tiny_clip, tmp_path_factory) -> str:
+    """A PYTHONPATH under which every Python process registers the tiny configs at start-up (a
+    ``sitecustomize`` module), for the CLIP models that tests build in subprocesses (Dask workers, ``vlpet
+    demo``, ``vlpet serve`` and the flow runs it starts)."""
+    site = tmp_path_factory.mktemp("clip-site")
+    (site / "sitecustomize.py").write_text(f"import open_clip\n\nopen_clip.add_model_config({str(tiny_clip)!r})\n")
+    return os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+
+
 # ------------------------------------------------------------------------------------------------- task tables
 
 # task -> (dataset, train split) of the tables built once per session
