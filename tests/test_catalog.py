@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_entries_hold_the_papers_splits_groups_and_answers():
-    # VLPET_SPEC §5-6 / DATA_SPEC §5, written out by hand.
+    # docs/method.md §5-6 / docs/data.md §5, written out by hand.
     assert {t: task_spec(t).splits for t in TASKS} == {
         "vqa": ("karpathy_train", "karpathy_val", "karpathy_test"), "gqa": ("train", "valid", "testdev"),
         "nlvr2": ("train", "dev", "test1"), "coco": ("train", "val", "test"),

@@ -1,5 +1,5 @@
-"""The dependency direction of ARCHITECTURE.md and the absence of import cycles, checked on the source text of
-every module (every import counts: top level, inside functions and under ``TYPE_CHECKING``)."""
+"""The dependency direction of docs/architecture.md and the absence of import cycles, checked on the source text
+of every module (every import counts: top level, inside functions and under ``TYPE_CHECKING``)."""
 
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ def test_package_imports_only_point_down(package):
         bad = _imports(path) & FORBIDDEN[package]
         if bad:
             offenders[str(path.relative_to(ROOT))] = sorted(bad)
-    assert not offenders, f"imports against ARCHITECTURE.md's dependency direction: {offenders}"
+    assert not offenders, f"imports against docs/architecture.md's dependency direction: {offenders}"
 
 
 def test_vlpet_pipelines_usage_is_public_api_only():

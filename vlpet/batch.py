@@ -1,4 +1,4 @@
-"""Task formats, input/target text and batch collation for VL-PET training (VLPET_SPEC §4-5, DATA_SPEC §4.3, §5).
+"""Task formats, input/target text and batch collation for VL-PET training (docs/method.md §4-5, docs/data.md §4.3, §5).
 
 This module is the boundary between data loading (``pipelines.tasks``) and the model: loaders hand over
 plain example dicts (text fields + a numpy feature array), ``collate`` turns one *single-task* list of them
@@ -35,7 +35,8 @@ task_format = task_spec
 
 
 def format_choices(choices: Sequence[str]) -> str:
-    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ' then ended by '. ' (DATA_SPEC §4.3)."""
+    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ', then ended by '. '
+    (docs/data.md §4.3)."""
     return "".join(f"a{i}: {c.strip('. ')}. " for i, c in enumerate(choices))
 
 
@@ -46,7 +47,7 @@ def video_sentence(fmt: TaskSpec | str, example: Mapping[str, Any]) -> str:
     if fmt.visual != "video":
         raise ValueError(f"task {fmt.name!r} is not a video task")
     parts = {"subs": lambda: f"[Subs] {example.get('subs') or ''}",
-             "text": lambda: f"[Q] {example['text']}",
+             "text": lambda: f"[Q] {example['text'].strip()}",
              "ts": lambda: f"[TS] ({example['ts']})",
              "choices": lambda: f"[Choices] {format_choices(example['choices'])}"}
     return " ".join(parts[name]() for name in fmt.input_fields)
@@ -144,7 +145,8 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
                          "batches are single-task")
     rng = rng or random.Random()
     inputs = [format_input(fmt, e) for e in examples]
-    enc = tokenizer(inputs, max_length=fmt.max_input_len, truncation=True, padding="longest", return_tensors="pt")
+    cap: dict[str, Any] = {"max_length": fmt.max_input_len, "truncation": True} if fmt.max_input_len else {}
+    enc = tokenizer(inputs, padding="longest", return_tensors="pt", **cap)
     chosen = [choose_target(fmt, e, rng) for e in examples]
     targets = [t for t, _ in chosen]
     labels = None
@@ -177,7 +179,7 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
 
 
 def task_batch_sizes(base: int, tasks: Sequence[str]) -> dict[str, int]:
-    """Per-task batch sizes from one base B (VLPET_SPEC §5): each task's ``batch_share`` 60ths of B, at least
+    """Per-task batch sizes from one base B (docs/data.md §5): each task's ``batch_share`` 60ths of B, at least
     1 (VQA and video tasks B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋, captions ⌊B·50/60⌋)."""
     if base < 1:
         raise ValueError(f"base batch size must be >= 1, got {base}")

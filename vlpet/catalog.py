@@ -8,7 +8,8 @@ these entries. Adding a task means adding one ``TaskSpec`` here, plus its parser
 kind fits; see ``docs/tasks.md``.
 
 The module imports nothing of the project, so every layer (``vlpet``, ``pipelines``, ``flows``) may read it.
-Values are VLPET_SPEC §4-6 and DATA_SPEC §4-5 (prompts, max lengths, splits, metrics).
+Values are the official code's (docs/method.md §4-6, docs/data.md §4-6: prompts, max lengths, splits,
+metrics; docs/fidelity.md for where upstream differs from the paper).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class TaskSpec:
     Text (``vlpet.batch``): ``prompt`` goes before the input text (image tasks) or after the video sentence
     (``prompt_at_end``); ``input_fields`` are the example fields in the encoder input, in the spec's order
     (``[Subs] … [Q] … [TS] (…) [Choices] …`` for video, the question/sentence for image tasks). Lengths are in
-    tokens; ``max_target_len`` None means "not truncated". ``answer_sampling``: ``"weighted"`` (sample a soft
-    label ∝ score, loss × score), ``"sampled"`` (sample ∝ score, unweighted) or None.
+    tokens; None means "not truncated" (NLVR2's input, GQA's and NLVR2's targets, as upstream).
+    ``answer_sampling``: ``"weighted"`` (sample a soft label ∝ score, loss × score), ``"sampled"`` (sample ∝
+    score, unweighted) or None.
 
     Data (``pipelines.tasks``): unified tables under ``tables/<dataset>/<split>.arrow``; ``row`` is the parser
     that turns one of their records into a task-table row. ``train_splits``/``val_split``/``test_split`` are
@@ -46,7 +48,7 @@ class TaskSpec:
     ``metric`` the reported score's name, ``majority`` how the majority-answer baseline picks its answer.
 
     Training: ``group`` is the preset family the task belongs to (image and video tasks are separate runs);
-    ``batch_share`` is the task's batch size relative to the base B, in 60ths (VLPET_SPEC §5).
+    ``batch_share`` is the task's batch size relative to the base B, in 60ths (docs/data.md §5).
     """
 
     name: str
@@ -56,7 +58,7 @@ class TaskSpec:
     prompt: str
     prompt_at_end: bool
     input_fields: tuple[InputField, ...]
-    max_input_len: int
+    max_input_len: int | None
     max_target_len: int | None
     row: RowKind
     train_splits: tuple[str, ...]
@@ -94,7 +96,7 @@ def _choices(n: int) -> tuple[str, ...]:
 _VQA_GEN = MappingProxyType({"num_beams": 1, "max_length": 20})
 _VIDEO = dict(group="video", visual="video", prompt_at_end=True, max_input_len=600, max_target_len=20)
 
-# Exactly the spec's prompts, including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
+# Exactly the official prompts (docs/method.md §4), including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
 _ENTRIES = (
     TaskSpec("vqa", "vqa", "image", "image", "vqa: ", False, ("text",), 20, 10, "vqa",
              ("karpathy_train",), "karpathy_val", "karpathy_test", "vqa", "vqa_accuracy", "top_answer",
@@ -105,8 +107,8 @@ _ENTRIES = (
              ("train", "valid"), "testdev", "testdev", "gqa", "accuracy", "top_answer",
              generation=_VQA_GEN, answer_sampling="sampled", batch_share=100,
              vocabulary_note="open generation; the 1,842-answer GQA vocabulary is loaded, not used for scoring"),
-    # NLVR2's max input length is not stated in the spec; 40 (the caption budget) is an assumption.
-    TaskSpec("nlvr2", "nlvr2", "image", "image_pair", "nlvr: ", False, ("text",), 40, None, "nlvr2",
+    # NLVR2: upstream encodes prompt + statement with no max_length (nlvr_clip_data.py), so no cap here either.
+    TaskSpec("nlvr2", "nlvr2", "image", "image_pair", "nlvr: ", False, ("text",), None, None, "nlvr2",
              ("train",), "dev", "test1", "nlvr2", "accuracy", "label",
              generation=None, answer_vocabulary=("true", "false"), batch_share=20),
     TaskSpec("coco", "coco", "image", "image", "caption: ", False, (), 40, 40, "caption",

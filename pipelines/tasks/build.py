@@ -1,4 +1,4 @@
-"""Task tables: one unified table joined with one feature-store snapshot (DATA_SPEC §5, VLPET_SPEC §4).
+"""Task tables: one unified table joined with one feature-store snapshot (docs/data.md §5, docs/method.md §4).
 
 Design: a task table holds the text fields a task needs plus the **media ids** of its feature rows, and
 names the snapshot id in its schema metadata. Rows are resolved through ``SnapshotReader`` at load time (an
@@ -20,25 +20,27 @@ scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answe
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.media import hash_file
 from features.store import FeatureStore
-from pipelines.tables import read_table, write_table
-from vlpet.atomic import write_text_atomic
+from pipelines.tables import read_table
+from vlpet.atomic import write_atomic, write_text_atomic
 from vlpet.catalog import CATALOG, task_spec
 
 TASKS = tuple(CATALOG)  # the catalogue's tasks (vlpet.catalog), under the old name
 TASK_TABLE_VERSION = "2"  # 2: raw_answers (VQA's 10 annotator answers, for the official metric)
 _META = "vlpet_task."
-# The unified-table columns each parser (a catalogue entry's ``row`` kind) reads.
 _QA = ("qid", "question", "choices", "answer_idx", "ts", "subtitles", "media_id")
 _CAP = ("clip_id", "ts", "captions", "subtitles", "media_id")
+# The unified-table columns each parser (a catalogue entry's ``row`` kind) reads; the first names the example.
 ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "vqa": ("question_id", "question", "answers", "media_id"),
     "nlvr2": ("identifier", "sentence", "label", "media_id0", "media_id1"),
@@ -79,57 +81,95 @@ class BuildReport:
         return asdict(self)
 
 
-def _subs(lines: list[dict] | None) -> str | None:
-    if lines is None:
-        return None
-    return " ".join(line["text"].strip() for line in lines)
+# Task columns are computed with Arrow compute on record batches of the unified table, never as Python rows:
+# a row dict per question made a full VQA build peak at ~2.8 GB. Only TVC's ``ts`` text ("[35.73, 40.9]",
+# Python's float repr) goes through Python, one batch at a time.
+BATCH_ROWS = 65_536
 
 
-def _vqa_row(rec: dict[str, Any]) -> dict[str, Any]:
-    answers = rec["answers"]  # null = unlabelled (test) → scores null; [] = labelled, no answer in vocab
-    return {"example_id": rec["question_id"], "media_ids": [rec["media_id"]], "text": rec["question"],
-            "targets": [a["answer"] for a in answers or []],
-            "scores": None if answers is None else [a["score"] for a in answers],
-            "raw_answers": rec.get("raw_answers")}
+def _lists(lengths: np.ndarray, values: pa.Array, mask: pa.Array | None = None) -> pa.ListArray:
+    """A list array from per-row lengths and the concatenated values (``mask``: rows that are null)."""
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)
 
 
-def _nlvr2_row(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"example_id": rec["identifier"], "media_ids": [rec["media_id0"], rec["media_id1"]],
-            "text": rec["sentence"], "targets": ["true" if rec["label"] else "false"]}
+def _one_each(values: pa.Array) -> pa.ListArray:
+    return _lists(np.ones(len(values), np.int64), values)
 
 
-def _caption_row(rec: dict[str, Any]) -> dict[str, Any]:
-    return {"example_id": rec["image_id"], "media_ids": [rec["media_id"]], "text": "",
-            "targets": list(rec["captions"])}
+def _lengths(lists: pa.Array) -> np.ndarray:
+    return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
 
 
-def _video_qa_row(rec: dict[str, Any]) -> dict[str, Any]:
-    idx = rec["answer_idx"]
-    return {"example_id": str(rec["qid"]), "media_ids": [rec["media_id"]], "text": rec["question"],
-            "subs": _subs(rec["subtitles"]), "ts": rec["ts"], "choices": list(rec["choices"]),
-            "targets": [] if idx is None else [f"a{idx}"]}
+def _subs(subtitles: pa.Array) -> pa.Array:
+    """Subtitle lines stripped and space-joined per row (null stays null: no subtitle file was joined)."""
+    text = pc.utf8_trim_whitespace(pc.list_flatten(subtitles).field("text"))
+    return pc.binary_join(_lists(_lengths(subtitles), text, mask=subtitles.is_null()), " ")
 
 
-def _video_caption_row(rec: dict[str, Any]) -> dict[str, Any]:
-    ts = rec["ts"]
-    return {"example_id": str(rec["clip_id"]), "media_ids": [rec["media_id"]],
-            "subs": _subs(rec["subtitles"]), "ts": None if ts is None else str(list(ts)),
-            "targets": list(rec["captions"])}
+def _text(values: pa.Array) -> pa.Array:
+    return pc.cast(values, pa.string())
 
 
-# The parsers: one unified-table record → one task-table row, per catalogue ``row`` kind.
-ROW_PARSERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "vqa": _vqa_row, "nlvr2": _nlvr2_row, "caption": _caption_row, "video_qa": _video_qa_row,
-    "video_caption": _video_caption_row,
+def _vqa_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    answers = col("answers")  # null = unlabelled (test) -> scores null; [] = labelled, no answer in vocab
+    flat = pc.list_flatten(answers)
+    lengths = _lengths(answers)
+    out = {"example_id": col("question_id"), "media_ids": _one_each(col("media_id")), "text": col("question"),
+           "targets": _lists(lengths, flat.field("answer")),
+           "scores": _lists(lengths, flat.field("score"), mask=answers.is_null())}
+    if "raw_answers" in batch.schema.names:
+        out["raw_answers"] = col("raw_answers")
+    return out
+
+
+def _nlvr2_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col, n = batch.column, batch.num_rows
+    both = pa.concat_arrays([col("media_id0"), col("media_id1")])
+    order = np.stack([np.arange(n), np.arange(n) + n], axis=1).reshape(-1)
+    return {"example_id": col("identifier"), "text": col("sentence"),
+            "media_ids": _lists(np.full(n, 2), both.take(pa.array(order))),
+            "targets": _one_each(pc.if_else(col("label"), "true", "false"))}
+
+
+def _caption_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    return {"example_id": col("image_id"), "media_ids": _one_each(col("media_id")),
+            "text": pa.array([""] * batch.num_rows, pa.string()), "targets": col("captions")}
+
+
+def _video_qa_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    idx = col("answer_idx")
+    labels = pa.array([f"a{i}" for i in pc.drop_null(idx).to_pylist()], pa.string())
+    return {"example_id": _text(col("qid")), "media_ids": _one_each(col("media_id")), "text": col("question"),
+            "subs": _subs(col("subtitles")), "ts": col("ts"), "choices": col("choices"),
+            "targets": _lists(idx.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), labels)}
+
+
+def _video_caption_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    ts = pa.array([None if t is None else str(t) for t in col("ts").to_pylist()], pa.string())
+    return {"example_id": _text(col("clip_id")), "media_ids": _one_each(col("media_id")),
+            "subs": _subs(col("subtitles")), "ts": ts, "targets": col("captions")}
+
+
+# The parsers: one batch of a unified table -> the task table's columns (the ones a task lacks are null), per
+# catalogue ``row`` kind.
+ROW_PARSERS: dict[str, Callable[[pa.RecordBatch], dict[str, pa.Array]]] = {
+    "vqa": _vqa_columns, "nlvr2": _nlvr2_columns, "caption": _caption_columns, "video_qa": _video_qa_columns,
+    "video_caption": _video_caption_columns,
 }
 
 
-def _row(task: str, rec: dict[str, Any], path: Path) -> dict[str, Any]:
-    """One unified-table record → one task-table row (fields named by the task's schema family)."""
-    try:
-        return ROW_PARSERS[task_spec(task).row](rec)
-    except KeyError as exc:
-        raise ValueError(f"{path}: task {task!r} needs column {exc.args[0]!r}, which the table lacks") from None
+def _task_batch(task: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    columns = ROW_PARSERS[task_spec(task).row](batch)
+    arrays = []
+    for f in TASK_SCHEMA:
+        value = columns.get(f.name)
+        arrays.append(pa.nulls(batch.num_rows, f.type) if value is None else pc.cast(value, f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=TASK_SCHEMA)
 
 
 def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
@@ -142,9 +182,25 @@ def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
                          f"{' (ragged)' if spec.ragged else ''}")
 
 
-def write_stream_atomic(table: pa.Table, path: Path) -> Path:
-    """A task table as an Arrow IPC stream file, atomically (``pipelines.tables.write_table``)."""
-    return write_table(table, path, stream=True)
+def write_stream_atomic(table: pa.Table | Iterable[pa.RecordBatch], path: Path,
+                        schema: pa.Schema | None = None) -> Path:
+    """Arrow IPC stream file written to a temp name in the same directory, fsync'ed, then ``os.replace``d.
+
+    ``table`` may be record batches (written as they come, with ``schema``), so a build holds one batch.
+    """
+    if isinstance(table, pa.Table):
+        schema, batches = table.schema, table.to_batches()
+    else:
+        batches = table
+        if schema is None:
+            raise ValueError("write_stream_atomic: record batches need a schema")
+
+    def write(handle: Any) -> None:
+        with pa.ipc.new_stream(pa.PythonFile(handle, mode="w"), schema) as writer:
+            for batch in batches:
+                writer.write_batch(batch.replace_schema_metadata(schema.metadata))
+
+    return write_atomic(path, write)
 
 
 def build_task_table(task: str, split: str, table_path: Path | str, store_path: Path | str, out_path: Path | str,
@@ -154,40 +210,38 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
     ``snapshot`` None means the store's latest. Records any of whose media are absent from the snapshot or
     quarantined there are excluded and listed in the report (and counted in the table's metadata).
     """
-    row_kind = task_spec(task).row  # a clear error for an unknown task, before anything is read
+    columns = ROW_COLUMNS[task_spec(task).row]  # a clear error for an unknown task, before anything is read
     table_path, store_path, out_path = Path(table_path), Path(store_path), Path(out_path)
     source = read_table(table_path)
-    lacking = [c for c in ROW_COLUMNS[row_kind] if c not in source.column_names]
+    lacking = [c for c in columns if c not in source.column_names]
     if lacking:
         raise ValueError(f"{table_path}: task {task!r} needs columns {lacking}, which the table lacks "
                          f"(it has {source.column_names})")
     reader = FeatureStore.open_reader(store_path, snapshot)
     _check_store_shape(task, reader, store_path)
-    known = set(reader.all_media_ids)
-    rows: list[dict[str, Any]] = []
-    excluded: list[str] = []
-    missing: set[str] = set()
-    quarantined: set[str] = set()
-    for rec in source.to_pylist():
-        row = _row(task, rec, table_path)
-        bad = [m for m in row["media_ids"] if m not in reader]
-        if bad:
-            excluded.append(row["example_id"])
-            for m in bad:
-                (quarantined if m in known else missing).add(m)
-            continue
-        rows.append(row)
-    columns = {f.name: [r.get(f.name) for r in rows] for f in TASK_SCHEMA}
-    out = pa.Table.from_arrays([pa.array(columns[f.name], type=f.type) for f in TASK_SCHEMA], schema=TASK_SCHEMA)
+    media_columns = [c for c in columns if c.startswith("media_id")]
+    usable = pa.array(reader.media_ids, pa.string())
+    ok = np.ones(source.num_rows, bool)
+    bad_ids: set[str] = set()
+    for name in media_columns:
+        column = source.column(name)
+        good = pc.fill_null(pc.is_in(column, value_set=usable), False).to_numpy(zero_copy_only=False)
+        ok &= good
+        bad_ids.update(pc.unique(column.filter(pa.array(~good))).to_pylist())
+    known = bad_ids & set(reader.all_media_ids) if bad_ids else set()
+    quarantined, missing = known, bad_ids - known
+    excluded = _text(source.column(columns[0]).filter(pa.array(~ok))).to_pylist()
+    kept = source if ok.all() else source.filter(pa.array(ok))
     report = BuildReport(task=task, split=split, out_path=str(out_path), snapshot_id=reader.snapshot_id,
-                         source_sha256=hash_file(table_path), rows_in=source.num_rows, rows_out=out.num_rows,
+                         source_sha256=hash_file(table_path), rows_in=source.num_rows, rows_out=kept.num_rows,
                          excluded=len(excluded), excluded_example_ids=excluded, missing_media=sorted(missing),
                          quarantined_media=sorted(quarantined))
     meta = {"task": task, "split": split, "version": TASK_TABLE_VERSION, "snapshot_id": reader.snapshot_id,
             "store_path": str(store_path.resolve()), "source_table": str(table_path.resolve()),
             "source_sha256": report.source_sha256, "rows_in": str(report.rows_in), "excluded": str(report.excluded)}
-    out = out.replace_schema_metadata({f"{_META}{k}".encode(): v.encode() for k, v in meta.items()})
-    write_stream_atomic(out, out_path)
+    schema = TASK_SCHEMA.with_metadata({f"{_META}{k}".encode(): v.encode() for k, v in meta.items()})
+    batches = (_task_batch(task, b) for b in kept.to_batches(max_chunksize=BATCH_ROWS))
+    write_stream_atomic(batches, out_path, schema)
     return report
 
 
