@@ -39,7 +39,7 @@ class TaskSpec:
     score, unweighted) or None.
 
     Data (``pipelines.tasks``): unified tables under ``tables/<dataset>/<split>.arrow``; ``row`` is the parser
-    that turns one of their records into a task-table row. ``train_splits``/``val_split``/``test_split`` are
+    that turns their records into task-table columns. ``train_splits``/``val_split``/``test_split`` are
     the paper's splits by their names in the prepared tables.
 
     Answers: ``answer_vocabulary`` lists a closed answer set (NLVR2's labels, video QA's choice tokens) or is
