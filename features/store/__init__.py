@@ -87,6 +87,7 @@ from .errors import (
     SnapshotNotFoundError,
     SpecMismatchError,
     StaleRunError,
+    StoreBusyError,
     StoreError,
 )
 from .gc import GcReport
@@ -113,6 +114,7 @@ __all__ = [
     "SnapshotReader",
     "SpecMismatchError",
     "StaleRunError",
+    "StoreBusyError",
     "StoreError",
     "StoreSpec",
     "VerifyReport",

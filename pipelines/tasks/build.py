@@ -152,6 +152,7 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
     reader = FeatureStore.open_reader(store_path, snapshot)
     _check_store_shape(task, reader, store_path)
     known = set(reader.all_media_ids)
+    reader.check_segments()  # a corrupt store stops the build here (CorruptionError naming the segment)
     rows: list[dict[str, Any]] = []
     excluded: list[str] = []
     missing: set[str] = set()
