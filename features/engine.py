@@ -240,8 +240,8 @@ def refuse_mismatches(mismatched: Sequence[tuple[MediaItem, str]]) -> None:
     (a stale media index, or a file rewritten during the run); nothing was stored for them."""
     if not mismatched:
         return
-    lines = [f"{it.rel_path} (media_id {it.media_id!r}): expected sha256 {it.sha256}, the file's bytes hash to "
-             f"{actual}" for it, actual in mismatched[:10]]
+    lines = [f"{it.rel_path} (media_id {it.media_id!r}): expected sha256 {it.sha256}, "
+             + (why if why.startswith("but ") else f"the file's bytes hash to {why}") for it, why in mismatched[:10]]
     raise MediaIndexError(f"{len(mismatched)} media file(s) do not match the hash they were listed with, so their "
                           "features were not stored (the other files' are staged and reused by the next run); "
                           "rebuild the media index (or re-run on the folder):\n  " + "\n  ".join(lines)
@@ -352,6 +352,18 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     return counts
 
 
+def _check_reused_sizes(store: FeatureStore, reused: Sequence[MediaItem]) -> None:
+    """Reused items are not read again; the cheap check that they are what their hash names: the file's size
+    (checked against the item when it was listed) must be the size the store recorded for that hash. A stale
+    index listing a file under another file's hash is refused here instead of silently getting its features."""
+    latest = store.latest()
+    if latest is None or not reused:
+        return
+    known = {r.sha256: r.size for r in store._index_rows(latest)}
+    refuse_mismatches([(it, f"but the store recorded {known[it.sha256]} bytes for that hash and this file has "
+                            f"{it.size}") for it in reused if known.get(it.sha256, it.size) != it.size])
+
+
 def _discard_new_store(store_path: Path, existed: bool) -> None:
     """Remove what ``open_or_create`` put in a store that never got a snapshot (a failed first run): a failed
     ``--pretrained`` must not leave an empty store behind."""
@@ -412,6 +424,7 @@ def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex:
     latest = store.latest()
     if cheap_key is not None and latest is not None and latest.metadata.get("weights") == cheap_key:
         plan = store.plan(items, weights=cheap_key)
+        _check_reused_sizes(store, plan.reused)
         if not plan.to_extract and not plan.deleted and not plan.changed:
             # Unchanged: the latest snapshot already is the answer; do not even build the model.
             reader = FeatureStore.open_reader(store_path, snapshot=latest.id)
@@ -426,6 +439,7 @@ def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex:
     if identity.random_init:  # features.weights has already warned loudly; the snapshot records it
         log.debug("%s: random-init weights, recorded in the snapshot metadata", ex.name)
     plan = store.plan(items, weights=identity.key())
+    _check_reused_sizes(store, plan.reused)
     run = store.begin_run(plan=plan)
     counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,
                            progress=progress, flush_rows=flush_rows, device_decode=device_decode)

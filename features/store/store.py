@@ -183,13 +183,15 @@ class FeatureStore:
         return cls(root, existing)
 
     @classmethod
-    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None) -> SnapshotReader:
-        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest")."""
+    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None, *,
+                    verify: bool | None = None) -> SnapshotReader:
+        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest"); ``verify`` (default
+        ``reader.VERIFY_ON_MAP``, on) checks each segment's sha256 when it is first mapped in a process."""
         store = cls.open(root)
-        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot))
+        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot), verify=verify)
 
-    def reader(self, snapshot: str | None = None) -> SnapshotReader:
-        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot))
+    def reader(self, snapshot: str | None = None, *, verify: bool | None = None) -> SnapshotReader:
+        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot), verify=verify)
 
     # --- snapshots -----------------------------------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
