@@ -15,7 +15,6 @@ Bad media never stop a run: each failure is quarantined in the store with path, 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -352,6 +351,23 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     return counts
 
 
+class WeightsLoadError(ValueError):
+    """The weights a ``--pretrained`` value names cannot be loaded (not a checkpoint, truncated, wrong model)."""
+
+
+def _load_weights(ex: Extractor) -> Any:
+    """Build the extractor's model and return its weights identity; a weights file that does not load is a
+    ``WeightsLoadError`` naming it (torch/open_clip raise unpickling or runtime errors that do not)."""
+    try:
+        return ex.identity
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as e:
+        raise WeightsLoadError(f"--pretrained {ex.pretrained}: cannot load {ex.model_name} weights from it "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); pass an open_clip "
+                               f"checkpoint of that model, a cached tag, or nothing for random weights") from None
+
+
 def _check_reused_sizes(store: FeatureStore, reused: Sequence[MediaItem]) -> None:
     """Reused items are not read again; the cheap check that they are what their hash names: the file's size
     (checked against the item when it was listed) must be the size the store recorded for that hash. A stale
@@ -362,24 +378,6 @@ def _check_reused_sizes(store: FeatureStore, reused: Sequence[MediaItem]) -> Non
     known = {r.sha256: r.size for r in store._index_rows(latest)}
     refuse_mismatches([(it, f"but the store recorded {known[it.sha256]} bytes for that hash and this file has "
                             f"{it.size}") for it in reused if known.get(it.sha256, it.size) != it.size])
-
-
-def _discard_new_store(store_path: Path, existed: bool) -> None:
-    """Remove what ``open_or_create`` put in a store that never got a snapshot (a failed first run): a failed
-    ``--pretrained`` must not leave an empty store behind."""
-    import shutil
-
-    from features.store.layout import LOCK_FILE, RUNS, SEGMENTS, SNAPSHOTS, STORE_FILE, WRITER_LOCK_FILE, Layout
-
-    if Layout(store_path).snapshot_ids():
-        return
-    for name in (SEGMENTS, SNAPSHOTS, RUNS):
-        shutil.rmtree(store_path / name, ignore_errors=True)
-    for name in (STORE_FILE, LOCK_FILE, WRITER_LOCK_FILE):
-        (store_path / name).unlink(missing_ok=True)
-    if not existed:
-        with contextlib.suppress(OSError):
-            store_path.rmdir()
 
 
 def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
@@ -401,16 +399,12 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     refused: list[tuple[str, str]] = []
     root, items = load_media_items(media, ex.kind, media_root, refused)
     store_path = Path(store_path)
-    existed, fresh = store_path.exists(), not (store_path / "STORE.json").exists()
+    if not (store_path / "STORE.json").exists():
+        _load_weights(ex)  # a new store: load the weights first, so a bad --pretrained leaves no empty store behind
     store = FeatureStore.open_or_create(store_path, store_spec(ex, device_decode))
-    try:
-        with store.writer(wait=wait, on_wait=on_wait):
-            report = _extract_locked(store, root, items, ex, t0, batch_size=batch_size, workers=workers,
-                                     progress=progress, flush_rows=flush_rows, device_decode=device_decode)
-    except BaseException:
-        if fresh:
-            _discard_new_store(store_path, existed)
-        raise
+    with store.writer(wait=wait, on_wait=on_wait):
+        report = _extract_locked(store, root, items, ex, t0, batch_size=batch_size, workers=workers,
+                                 progress=progress, flush_rows=flush_rows, device_decode=device_decode)
     report.refused = [{"rel_path": rel, "reason": why} for rel, why in refused]
     return report
 
@@ -433,7 +427,7 @@ def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex:
                 content_digest=latest.content_digest(), random_init=bool(latest.metadata.get("random_init")),
                 items=len(items), extracted=0, reused=len(plan.reused), deleted=0,
                 quarantined=[asdict(e) for e in reader.errors()], seconds=round(time.perf_counter() - t0, 3))
-    identity = ex.identity
+    identity = _load_weights(ex)
     if cheap_key is not None and cheap_key != identity.key():
         raise RuntimeError(f"weights key drift: expected {cheap_key}, the loaded model is {identity.key()}")
     if identity.random_init:  # features.weights has already warned loudly; the snapshot records it
