@@ -253,8 +253,11 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
                 run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
                 log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
             barrier(dist)
-    run_dir.mkdir(parents=True, exist_ok=True)
     datasets = train_datasets(tasks_dir, cfg)
+    for d in datasets.values():  # a corrupt feature store stops the run here, before anything is written
+        for part in getattr(d, "parts", [d]):
+            part.check_features()
+    run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)
     barrier(dist)
