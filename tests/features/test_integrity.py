@@ -57,7 +57,7 @@ def awkward_media(d: Path) -> Path:
     d.mkdir(parents=True)
     (d / "rgb.jpg").write_bytes(_jpeg_bytes(0))
     (d / "cmyk.jpg").write_bytes(_jpeg_bytes(1, mode="CMYK"))
-    Image.fromarray((np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 21)).save(d / "sixteen.png")
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 21).save(d / "sixteen.png")
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (40, 50, 3), np.uint8)).quantize(16).save(
         d / "palette.png")
     exif = Image.Exif()
