@@ -155,19 +155,34 @@ def captured_native_stderr(sink: list[str]) -> Iterator[None]:
     except OSError:  # no fd 2 (some embedded interpreters): nothing to capture
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            text = tmp.read(8192).decode("utf-8", "replace").strip()
-            if text:
-                sink.append(text)
+    tmp = _capture_file()
+    tmp.seek(0)
+    tmp.truncate()
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        text = tmp.read(8192).decode("utf-8", "replace").strip()
+        if text:
+            sink.append(text)
+
+
+_CAPTURE: dict[int, Any] = {}
+
+
+def _capture_file() -> Any:
+    """One anonymous temporary file per process (reused: a decode per image must not create a file each time)."""
+    pid = os.getpid()
+    f = _CAPTURE.get(pid)
+    if f is None:
+        _CAPTURE.clear()  # a forked child must not share its parent's file offset
+        f = _CAPTURE[pid] = tempfile.TemporaryFile()
+    return f
 
 
 # --------------------------------------------------------------------------------------------------------------- images
