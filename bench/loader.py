@@ -10,7 +10,8 @@ difference is the I/O path. Each configuration runs a cold first pass (page cach
 
 The store runs twice: with the readers' segment verification (each segment's sha256 checked once per process
 when first mapped, the default) and without (``VERIFY_ON_MAP = False``); ``verify_over_noverify`` is the ratio
-of their rates (the hashing is paid in the cold pass; warm passes should not see it).
+of their rates (the hashing is paid in the cold pass; warm passes should not see it). Warm passes of the
+configurations are interleaved, so a change in the machine's load during the run hits all of them alike.
 
 Measured (this 2-core CPU box, two runs of ``--n 1000``; noise on this shared machine is up to ~2x):
 workers=0: store 7.3-13.0k samples/s cold / 15.6-17.8k warm vs h5 1.8-2.0k / 2.0k (x4.1-6.6 cold, x7.9-9.0
@@ -211,16 +212,21 @@ def main(argv: list[str] | None = None) -> int:
             row: dict[str, Any] = {}
             configs = (("store", "verify-on", store_files), ("store_noverify", "verify-off", store_files),
                        ("h5", h5, h5_files))
-            for name, data, files in configs:
+            loaders = {}
+            for name, data, files in configs:  # cold passes one after the other (the readers open here) ...
                 if isinstance(data, str):
                     data = fresh_store(data == "verify-on")
-                loader = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
+                loaders[name] = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
                 evict(files)
-                cold_s, n, first_s = one_pass(loader, 0)
-                warm = [one_pass(loader, e) for e in range(1, 1 + a.warm_passes)]
-                warm_rate = max(m / s for s, m, _ in warm)
-                row[name] = {"cold_samples_s": n / cold_s, "warm_samples_s": warm_rate, "first_batch_s": first_s}
-                del loader
+                cold_s, n, first_s = one_pass(loaders[name], 0)
+                row[name] = {"cold_samples_s": n / cold_s, "first_batch_s": first_s, "warm": []}
+            for e in range(1, 1 + a.warm_passes):  # ... warm passes interleaved, so load drift hits all alike
+                for name in loaders:
+                    s_, m, _ = one_pass(loaders[name], e)
+                    row[name]["warm"].append(m / s_)
+            for name in loaders:
+                row[name]["warm_samples_s"] = max(row[name].pop("warm"))
+            del loaders
             for phase in ("cold", "warm"):
                 s, h = row["store"][f"{phase}_samples_s"], row["h5"][f"{phase}_samples_s"]
                 results[f"w{workers}_{phase}"] = {
