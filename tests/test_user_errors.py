@@ -61,7 +61,7 @@ def index_escaping_root(t: Path) -> list[str]:
     inside = _image(t / "media" / "in.jpg")
     rows = [{"media_id": "in", "rel_path": "in.jpg", "sha256": hash_file(inside), "kind": "image",
              "size": inside.stat().st_size},
-            {"media_id": "x", "rel_path": "../outside.jpg", "sha256": "0" * 64, "kind": "image", "size": 1}]
+            {"media_id": "x", "rel_path": f"{os.pardir}/outside.jpg", "sha256": "0" * 64, "kind": "image", "size": 1}]
     return ["extract", "--media", str(_index(t / "index.arrow", rows)), "--media-root", str(t / "media"),
             "--store", str(t / "out"), "--extractor", "clip-vit-b32-grid", "--device", "cpu", "--workers", "0"]
 
@@ -90,7 +90,7 @@ CASES: list[tuple[Callable[[Path], list[str]], int, list[str], list[str]]] = [
     (config_bad_field, 2, ["cfg.json", "'epochs'", "'many'"], ["out"]),
     (config_bad_backbone, 2, ["cfg.json", "backbone", "'bert-huge'"], ["out"]),
     (preset_bad_backbone, 2, ["backbone", "'bert-huge'"], ["out"]),
-    (index_escaping_root, 2, ["index.arrow row 1", "'../outside.jpg'", "media root"], ["out"]),
+    (index_escaping_root, 2, ["index.arrow row 1", f"'{os.pardir}/outside.jpg'", "media root"], ["out"]),
     (pretrained_garbage, 2, ["--pretrained", "weights.pt"], ["out"]),
     (pretrained_missing, 2, ["weights.pt", "does not exist"], ["out"]),
     (store_errors_not_a_store, 2, ["is not a feature store"], ["out/STORE.json"]),
