@@ -88,6 +88,7 @@ from .errors import (
     SnapshotNotFoundError,
     SpecMismatchError,
     StaleRunError,
+    StoreBusyError,
     StoreError,
 )
 from .gc import GcReport
@@ -114,6 +115,7 @@ __all__ = [
     "SnapshotReader",
     "SpecMismatchError",
     "StaleRunError",
+    "StoreBusyError",
     "StoreError",
     "StoreSpec",
     "VerifyReport",
