@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -37,13 +36,14 @@ import h5py
 import numpy as np
 import torch
 import torch.utils.data
+from pagecache import evict  # bench/ sibling (the script's own directory is on sys.path)
 
 from features.media import MediaItem
 from features.store import FeatureStore, StoreSpec
 from pipelines.tables.arrow_io import write_table
 from pipelines.tables.schemas import CAPTION_SCHEMA, NLVR2_SCHEMA, VQA_SCHEMA, build_table
-from pipelines.tasks import MultiTaskBatchSampler, MultiTaskDataset, TaskDataset, build_task_table
-from vlpet.batch import task_batch_sizes
+from pipelines.tasks import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, TaskDataset, build_task_table
+from vlpet.batch import VLBatch, stack_features, task_batch_sizes
 
 
 def _items(n: int) -> list[MediaItem]:
@@ -126,25 +126,25 @@ class H5Dataset(torch.utils.data.Dataset):
 
 
 def stack_collate(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
-    """Same for both paths: one copy of the features into a batch tensor, texts kept."""
-    return torch.from_numpy(np.stack([e["vis"] for e in examples])), [e["text"] for e in examples]
+    """Same for both paths: the features as one batch tensor (``stack_features``: one copy of separate
+    arrays, none when the dataset already gathered the batch into one array), texts kept."""
+    return stack_features([e["vis"] for e in examples]), [e["text"] for e in examples]
 
 
-def evict(paths: list[Path]) -> None:
-    """Drop these files' pages from the page cache (cold read) without root."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def make_loader(dataset: torch.utils.data.Dataset, sampler: MultiTaskBatchSampler,
-                workers: int) -> torch.utils.data.DataLoader:
+def make_loader(dataset: torch.utils.data.Dataset, sampler: MultiTaskBatchSampler, workers: int,
+                collate_fn: Any = stack_collate) -> torch.utils.data.DataLoader:
     """Persistent workers: passes after the first do not pay worker start-up (that is not loader throughput)."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=stack_collate,
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
                                        num_workers=workers, persistent_workers=workers > 0)
+
+
+def bench_tokenizer() -> Any:
+    """A small byte-level BPE trained here (no hub access in the benchmark); real vocabularies tokenize
+    these short texts at a similar per-call cost."""
+    from vlpet.tokenization import train_tokenizer
+
+    texts = ["what is it?", "two dogs.", "a dog.", "a cat.", "yes", "no", "what color is the bus?"] * 50
+    return train_tokenizer(texts, "bart", vocab_size=400)
 
 
 def one_pass(loader: torch.utils.data.DataLoader, epoch: int) -> tuple[float, int, float]:
@@ -155,7 +155,8 @@ def one_pass(loader: torch.utils.data.DataLoader, epoch: int) -> tuple[float, in
     loader.batch_sampler.set_epoch(epoch)
     t0 = time.perf_counter()
     t_first, n, n_first = None, 0, 0
-    for feats, _ in loader:
+    for batch in loader:
+        feats = batch.vis_feats if isinstance(batch, VLBatch) else batch[0]
         n += feats.shape[0] * (feats.shape[1] if feats.dim() == 4 else 1)
         if t_first is None:
             t_first, n_first = time.perf_counter(), n
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--warm-passes", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--text", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the full text + collate pipeline (MultiTaskCollator: tokenize, VLBatch)")
     a = ap.parse_args(argv)
     base = a.dir or Path(tempfile.mkdtemp(prefix="bench-loader-"))
     try:
@@ -213,6 +216,21 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"w{workers}_first_batch_s"] = {k: round(row[k]["first_batch_s"], 3) for k in ("store", "h5")}
                 print(f"workers={workers} {phase}: store {s:,.0f} samples/s, h5 {h:,.0f} samples/s, "
                       f"x{s / h:.2f}", flush=True)
+        if a.text:
+            collator = MultiTaskCollator(bench_tokenizer())
+            for workers in a.workers:
+                loader = make_loader(mt, MultiTaskBatchSampler(sizes, bs, seed=0), workers, collator)
+                one_pass(loader, 0)
+                warm = max(m / s for s, m, _ in (one_pass(loader, e) for e in range(1, 1 + a.warm_passes)))
+                results[f"text_w{workers}_warm_samples_s"] = round(warm, 1)
+                print(f"workers={workers} text+collate (tokenize, VLBatch, fp32 features) warm: store "
+                      f"{warm:,.0f} samples/s", flush=True)
+                del loader
+            if {0, 2} <= set(a.workers):
+                results["text_w2_over_w0"] = round(results["text_w2_warm_samples_s"] /
+                                                   results["text_w0_warm_samples_s"], 2)
+        if {0, 2} <= set(a.workers):
+            results["w2_over_w0_warm"] = round(results["w2_warm"]["samples_s"] / results["w0_warm"]["samples_s"], 2)
         print(json.dumps(results))
     finally:
         if a.dir is None:

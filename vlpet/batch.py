@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from vlpet.visual import resize_videos
 
@@ -147,20 +148,66 @@ class VLBatch:
         return VLBatch(**moved)
 
 
+def shared_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor in shared memory: inside a DataLoader worker, a batch built there crosses to
+    the main process as a file descriptor instead of being copied into shared memory on the way out.
+
+    ``UntypedStorage._new_shared`` is what torch's own ``default_collate`` uses for exactly this."""
+    nbytes = int(np.prod(shape, dtype=np.int64)) * torch.empty(0, dtype=dtype).element_size()
+    return torch.empty(0, dtype=dtype).set_(torch.UntypedStorage._new_shared(nbytes), 0, tuple(shape))
+
+
+def _gathered(arrays: Sequence[np.ndarray]) -> torch.Tensor | None:
+    """The batch tensor when ``arrays`` are, in order, the rows of one array a loader already gathered the
+    batch into (``pipelines.tasks.TaskDataset.examples``): stacking them again would only copy."""
+    root = arrays[0].base
+    if not isinstance(root, np.ndarray) or root.shape != (len(arrays), *arrays[0].shape) \
+            or not root.flags.c_contiguous:
+        return None
+    start, step = root.ctypes.data, root.strides[0]
+    for i, a in enumerate(arrays):
+        if a.base is not root or a.ctypes.data != start + i * step:
+            return None
+    owner = root.base  # a shared-memory tensor's .numpy() keeps that tensor as its base: hand it on as is
+    if isinstance(owner, torch.Tensor) and owner.data_ptr() == start and tuple(owner.shape) == root.shape:
+        return owner
+    return torch.from_numpy(root)
+
+
+def stack_features(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """``(n, ...)`` features of a batch: the batch array a loader gathered them into, or one stacked copy."""
+    arrays = [np.asarray(a) for a in arrays]
+    feats = _gathered(arrays)
+    return feats if feats is not None else torch.from_numpy(np.stack(arrays))
+
+
+def _in_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
 def _visual(fmt: TaskFormat, examples: Sequence[Mapping[str, Any]],
             dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
     arrays = [np.asarray(e["vis"]) for e in examples]
     if fmt.visual == "video":
         videos = [torch.from_numpy(np.array(a, dtype=np.float32)) for a in arrays]
         feats, mask = resize_videos(videos, fmt.n_frames)
-        return feats.to(dtype), mask
+        return _to_dtype(feats, dtype), mask
     want = 3 if fmt.visual == "image_pair" else 2
     for e, a in zip(examples, arrays, strict=True):
         if a.ndim != want or (fmt.visual == "image_pair" and a.shape[0] != 2):
             raise ValueError(f"task {fmt.name}: example {e.get('example_id')!r} has visual shape {a.shape}, "
                              f"expected {'(2, N, F)' if want == 3 else '(N, F)'}")
-    stacked = np.stack(arrays)  # one copy out of the mapped store
-    return torch.from_numpy(stacked).to(dtype), None
+    return _to_dtype(stack_features(arrays), dtype), None
+
+
+def _to_dtype(feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``feats`` as ``dtype``; in a DataLoader worker, any new tensor is made in shared memory directly (the
+    batch then leaves the worker without a copy)."""
+    if feats.dtype == dtype and (feats.is_shared() or not _in_worker()):
+        return feats
+    if _in_worker():
+        return shared_tensor(feats.shape, dtype).copy_(feats)
+    return feats.to(dtype)
 
 
 def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: TaskFormat | str,

@@ -28,7 +28,7 @@ import torch.utils.data
 
 from features.store import FeatureStore
 from pipelines.tasks.build import open_task_table, task_table_metadata
-from vlpet.batch import VLBatch, collate, sample_answer, task_format
+from vlpet.batch import VLBatch, collate, sample_answer, shared_tensor, task_format
 
 Key = tuple[str, int, int]  # (task, example index, epoch)
 CAPTION_TASKS = ("coco", "tvc", "yc2c")
@@ -99,45 +99,84 @@ class TaskDataset(torch.utils.data.Dataset):
         return self._cols[name][row].as_py()
 
     def example(self, index: int, epoch: int = 0) -> dict[str, Any]:
-        """The example dict ``vlpet.batch.collate`` consumes (target chosen, features attached)."""
+        """The example dict ``vlpet.batch.collate`` consumes (target chosen, features attached as a zero-copy
+        read-only view of the store)."""
+        return self.examples([index], epoch)[0]
+
+    def examples(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
+        """The examples of ``indices`` at once: each column is gathered with one Arrow ``take`` and the features
+        of a batch with one ``get_many`` into one batch array (in shared memory inside a DataLoader worker, so
+        the batch crosses to the main process without a copy); ``example(i)`` is ``examples([i])[0]``."""
         self._open()
-        if not 0 <= index < len(self):
-            raise IndexError(f"{self.table_path}: index {index} out of range for {len(self)} examples")
-        row = self.row_of(index)
-        targets = self._value("targets", row)
-        ex: dict[str, Any] = {"task": self.task, "example_id": self._value("example_id", row),
-                              "text": self._value("text", row) or "", "subs": self._value("subs", row),
-                              "ts": self._value("ts", row), "choices": self._value("choices", row),
-                              "references": targets}
-        raw = self._value("raw_answers", row) if "raw_answers" in self._cols else None
-        if raw:
-            ex["raw_answers"] = raw
-        if self._expand:
-            ex["target"] = targets[int(self._caption[index])]
-        elif self.fmt.answer_sampling:
-            scores = self._value("scores", row)
-            if targets and self.train:
-                answer, score = sample_answer(targets, scores, _rng(self.seed, epoch, self.task, index))
-                ex["target"] = answer
-                ex["weight"] = score if self.fmt.answer_sampling == "weighted" else 1.0
-            elif self.train and scores is not None:  # labelled but no answer in the vocabulary: upstream VL-T5
-                ex["target"], ex["weight"] = "", 0.0  # trains on "" with score 0, i.e. contributes no loss
-            elif targets:  # evaluation: the best-scored answer (tables keep answers sorted by -score)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            bad = int(idx[(idx < 0) | (idx >= n)][0])
+            raise IndexError(f"{self.table_path}: index {bad} out of range for {n} examples")
+        rows = self._rows[idx] if self._expand else idx
+        take = pa.array(rows, type=pa.int64())
+        names = [c for c in self._BATCH_COLUMNS if c in self._cols]
+        if self.fmt.answer_sampling:
+            names.append("scores")
+        col = {name: self._cols[name].take(take).to_pylist() for name in names}
+        raws = col.get("raw_answers")
+        out = []
+        for j, index in enumerate(idx.tolist()):
+            targets = col["targets"][j]
+            ex: dict[str, Any] = {"task": self.task, "example_id": col["example_id"][j],
+                                  "text": col["text"][j] or "", "subs": col["subs"][j], "ts": col["ts"][j],
+                                  "choices": col["choices"][j], "references": targets}
+            if raws is not None and raws[j]:
+                ex["raw_answers"] = raws[j]
+            if self._expand:
+                ex["target"] = targets[int(self._caption[index])]
+            elif self.fmt.answer_sampling:
+                scores = col["scores"][j]
+                if targets and self.train:
+                    answer, score = sample_answer(targets, scores, _rng(self.seed, epoch, self.task, index))
+                    ex["target"] = answer
+                    ex["weight"] = score if self.fmt.answer_sampling == "weighted" else 1.0
+                elif self.train and scores is not None:  # labelled but no answer in the vocabulary: upstream
+                    ex["target"], ex["weight"] = "", 0.0  # VL-T5 trains on "" with score 0: no loss
+                elif targets:  # evaluation: the best-scored answer (tables keep answers sorted by -score)
+                    ex["target"] = targets[0]
+            elif targets:
                 ex["target"] = targets[0]
-        elif targets:
-            ex["target"] = targets[0]
-        media = self._value("media_ids", row)
-        if len(media) == 1:
-            ex["vis"] = self._reader.get(media[0])
-        else:
-            ex["vis"] = self._reader.get_many(media)
-        return ex
+            out.append(ex)
+        for ex, vis in zip(out, self._features(col["media_ids"]), strict=True):
+            ex["vis"] = vis
+        return out
+
+    _BATCH_COLUMNS = ("example_id", "text", "subs", "ts", "choices", "targets", "raw_answers", "media_ids")
+
+    def _features(self, media: list[list[str]]) -> list[np.ndarray]:
+        """One array per example: a zero-copy view for a single example of one image; otherwise rows of one
+        batch array filled by one ``get_many`` (fixed shapes), or views (ragged videos)."""
+        reader = self._reader
+        if len(media) == 1 and len(media[0]) == 1:
+            return [reader.get(media[0][0])]
+        per = {len(m) for m in media}
+        if reader.spec.ragged or len(per) != 1:
+            return [reader.get(m[0]) if len(m) == 1 else reader.get_many(m) for m in media]
+        k = per.pop()
+        shape = (len(media), k, *reader.spec.shape) if k > 1 else (len(media), *reader.spec.shape)
+        batch = batch_array(shape, reader.spec.np_dtype)
+        reader.get_many([m for ms in media for m in ms], out=batch.reshape(len(media) * k, *reader.spec.shape))
+        return list(batch)
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:
         if isinstance(key, tuple):
             _, index, epoch = key
             return self.example(index, epoch)
         return self.example(key)
+
+
+def batch_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array for one batch: in shared memory inside a DataLoader worker (the collated tensor
+    then crosses to the main process as a file descriptor, not as pickled bytes), plain memory otherwise."""
+    if torch.utils.data.get_worker_info() is None:
+        return np.empty(shape, dtype=dtype)
+    return shared_tensor(shape, torch.from_numpy(np.empty(0, dtype=dtype)).dtype).numpy()
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):
@@ -162,22 +201,31 @@ class ConcatTaskDataset(torch.utils.data.Dataset):
         return int(self._starts[-1])
 
     def example(self, index: int, epoch: int = 0) -> dict[str, Any]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"task {self.task}: index {index} out of range for {len(self)} examples")
-        k = int(np.searchsorted(self._starts, index, side="right") - 1)
-        part = self.parts[k]
-        local = index - int(self._starts[k])
-        seed = part.seed
-        ex = part.example(local, epoch)
-        if part.fmt.answer_sampling and part.train and k:
-            # re-sample with the global index so two parts never share an RNG stream
-            row = part.row_of(local)
-            targets, scores = part._value("targets", row), part._value("scores", row)
-            if targets and scores:
-                answer, score = sample_answer(targets, scores, _rng(seed, epoch, self.task, index))
-                ex["target"] = answer
-                ex["weight"] = score if part.fmt.answer_sampling == "weighted" else 1.0
-        return ex
+        return self.examples([index], epoch)[0]
+
+    def examples(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
+        """``TaskDataset.examples`` per part (one gather per part), back in the order of ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        bad = idx[(idx < 0) | (idx >= len(self))]
+        if len(bad):
+            raise IndexError(f"task {self.task}: index {int(bad[0])} out of range for {len(self)} examples")
+        which = np.searchsorted(self._starts, idx, side="right") - 1
+        out: list[dict[str, Any] | None] = [None] * len(idx)
+        for k in np.unique(which):
+            part, sel = self.parts[int(k)], np.flatnonzero(which == k)
+            exs = part.examples(idx[sel] - int(self._starts[k]), epoch)
+            for j, ex in zip(sel.tolist(), exs, strict=True):
+                index = int(idx[j])
+                if part.fmt.answer_sampling and part.train and k:
+                    # re-sample with the global index so two parts never share an RNG stream
+                    row = part.row_of(index - int(self._starts[k]))
+                    targets, scores = part._value("targets", row), part._value("scores", row)
+                    if targets and scores:
+                        answer, score = sample_answer(targets, scores, _rng(part.seed, epoch, self.task, index))
+                        ex["target"] = answer
+                        ex["weight"] = score if part.fmt.answer_sampling == "weighted" else 1.0
+                out[j] = ex
+        return out  # type: ignore[return-value]
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:
         if isinstance(key, tuple):
@@ -194,6 +242,17 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: Key) -> dict[str, Any]:
         task, index, epoch = key
         return self.datasets[task].example(index, epoch)
+
+    def __getitems__(self, keys: Sequence[Key]) -> list[dict[str, Any]]:
+        """A whole batch (the DataLoader calls this instead of ``__getitem__`` per key): single-task batches
+        from ``MultiTaskBatchSampler`` become one batched gather; mixed keys are served task by task."""
+        if not keys:
+            return []
+        tasks = {(t, e) for t, _, e in keys}
+        if len(tasks) == 1:
+            task, epoch = tasks.pop()
+            return self.datasets[task].examples([i for _, i, _ in keys], epoch)
+        return [self[k] for k in keys]
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.datasets.values())

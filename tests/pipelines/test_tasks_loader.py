@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
@@ -118,3 +119,53 @@ def test_dataset_pickles_without_open_maps_for_spawned_workers():
     clone = pickle.loads(pickle.dumps(d))
     again = clone[0]
     assert again["example_id"] == first["example_id"] and (again["vis"] == first["vis"]).all()
+
+
+def test_batched_examples_match_the_table_and_the_store_in_request_order():
+    from features.store import FeatureStore
+    from vlpet.batch import stack_features
+
+    _, paths = shared_build()
+    for task, path in paths.items():
+        d = TaskDataset(path, seed=2)
+        reader = FeatureStore.open_reader(d.store_path, d.snapshot_id)
+        ids, media = d.column("example_id"), d.column("media_ids")
+        idx = [len(d) - 1, 0, len(d) // 2, 1, len(d) - 1]  # out of order, with a repeat
+        batch = d.examples(idx, epoch=3)
+        for i, ex in zip(idx, batch, strict=True):
+            row = d.row_of(i)
+            assert ex["example_id"] == ids[row], task
+            want = reader.get(media[row][0]) if len(media[row]) == 1 else np.stack([reader.get(m) for m in media[row]])
+            assert np.array_equal(np.asarray(ex["vis"]), want), task
+            single = d.example(i, 3)
+            assert single["target"] == ex["target"] and single.get("weight") == ex.get("weight"), task
+        if not reader.spec.ragged:  # fixed shapes: one gathered batch array, handed on without another copy
+            feats = stack_features([ex["vis"] for ex in batch])
+            assert feats.data_ptr() == np.asarray(batch[0]["vis"]).ctypes.data and feats.shape[0] == len(idx)
+    with pytest.raises(IndexError, match="out of range"):
+        TaskDataset(paths["vqa"]).examples([0, 10**6])
+
+
+class _SharedFlag:
+    """collate_fn run inside a worker: the collated batch and whether its features already live in shared memory."""
+
+    def __init__(self, tok):
+        from pipelines.tasks import MultiTaskCollator
+
+        self.collate = MultiTaskCollator(tok)
+
+    def __call__(self, examples):
+        batch = self.collate(examples)
+        return batch, batch.vis_feats.is_shared()
+
+
+def test_worker_batches_are_built_in_shared_memory():
+    from pipelines.tasks import MultiTaskDataset
+
+    _, paths = shared_build()
+    data = MultiTaskDataset({t: TaskDataset(p) for t, p in paths.items()})
+    sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(tiny_tokenizer()),
+                                         num_workers=2)
+    flags = [flag for _, flag in loader]
+    assert flags and all(flags)  # made in shared memory by the worker, so it is not copied on the way out
