@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -30,7 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# VLPET_BENCH_SRC: import the project from another tree (e.g. a `git archive` of main) to time the code before
+# a change with this same benchmark
+sys.path.insert(0, os.environ.get("VLPET_BENCH_SRC") or str(Path(__file__).resolve().parents[1]))
 
 import h5py
 import numpy as np
@@ -43,7 +46,14 @@ from features.store import FeatureStore, StoreSpec
 from pipelines.tables.arrow_io import write_table
 from pipelines.tables.schemas import CAPTION_SCHEMA, NLVR2_SCHEMA, VQA_SCHEMA, build_table
 from pipelines.tasks import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, TaskDataset, build_task_table
-from vlpet.batch import VLBatch, stack_features, task_batch_sizes
+from vlpet.batch import VLBatch, task_batch_sizes
+
+try:
+    from vlpet.batch import stack_features
+except ImportError:  # a tree from before stack_features: always one stacked copy
+
+    def stack_features(arrays):
+        return torch.from_numpy(np.stack(arrays))
 
 
 def _items(n: int) -> list[MediaItem]:

@@ -12,6 +12,7 @@ def evict(paths: Iterable[Path]) -> None:
     for p in paths:
         fd = os.open(p, os.O_RDONLY)
         try:
+            os.fsync(fd)  # dirty or in-writeback pages are not dropped: write them out first
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)

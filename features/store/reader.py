@@ -154,7 +154,13 @@ class SnapshotReader:
 
     def get_many(self, media_ids: Sequence[str], out: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
         """Fixed shape: one new ``(n, *shape)`` array (or filled into ``out``); ragged: a list of views."""
-        return self._many([self._pos(m) for m in media_ids], out)
+        self._ensure()
+        by_id = self._by_id
+        try:
+            pos = [by_id[m] for m in media_ids]
+        except KeyError:
+            pos = [self._pos(m) for m in media_ids]  # raises the KeyError naming the missing id
+        return self._many(pos, out)
 
     def get_many_by_hash(self, hashes: Sequence[str], out: np.ndarray | None = None):
         return self._many([self._pos_sha(h) for h in hashes], out)

@@ -141,10 +141,10 @@ def read_errors(path: Path) -> list[dict]:
     return table.to_pylist()
 
 
-def _advise(mm: mmap.mmap, advice: int | None, start: int = 0, length: int = 0) -> None:
-    """``madvise`` where the platform has it (Linux, macOS; absent on Windows: a no-op there)."""
+def _advise(mm: mmap.mmap, advice: int | None, start: int = 0, length: int | None = None) -> None:
+    """``madvise`` (the whole map by default) where the platform has it (Linux, macOS; a no-op on Windows)."""
     if advice is not None and hasattr(mm, "madvise"):
-        mm.madvise(advice, start, length)
+        mm.madvise(advice, start, len(mm) - start if length is None else length)
 
 
 def _load_mincore():
@@ -154,7 +154,7 @@ def _load_mincore():
         fn = ctypes.CDLL(None, use_errno=True).mincore
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
     fn.restype = ctypes.c_int
     return fn
 
@@ -168,10 +168,11 @@ def _resident(address: int, length: int) -> bool:
     pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
     vec = getattr(_VEC, "buf", None)
     if vec is None or len(vec) < pages:
-        vec = _VEC.buf = np.empty(max(pages, 64), dtype=np.uint8)
-    if _MINCORE(address, length, vec.ctypes.data) != 0:
+        vec = _VEC.buf = ctypes.create_string_buffer(max(pages, 64))
+    if _MINCORE(address, length, vec) != 0:
         return True
-    return bool((vec[:pages] & 1).all())
+    # Linux writes 1 (resident) or 0 per page; a missing page is a zero byte (a fast C search, no loop)
+    return vec.raw.find(b"\0", 0, pages) < 0
 
 
 def _map_random(path: Path) -> mmap.mmap:

@@ -5,6 +5,13 @@
 * Items are addressed by ``(task, index, epoch)`` keys so a worker needs no shared state to be deterministic:
   VQA/GQA soft-label answers are re-sampled every epoch with an RNG seeded by (seed, epoch, task, index),
   hence ``num_workers=0`` and ``num_workers=2`` yield identical batches.
+* Batches are gathered, not built sample by sample: the DataLoader calls ``MultiTaskDataset.__getitems__``,
+  which takes each task-table column once for the batch (Arrow ``take``) and reads the features with one
+  ``get_many`` into one batch array; inside a worker that array (and the collated float tensor) is allocated
+  in shared memory, so a batch reaches the main process as a file descriptor, not as pickled bytes. Workers
+  open the tables and stores themselves (maps are never pickled) and receive only keys.
+* ``multitask_loader`` has the sampler announce the batch two steps ahead (``MultiTaskDataset.prefetch``):
+  features not yet in memory are requested from the disk all at once while the current batch is served.
 * ``MultiTaskBatchSampler`` yields lists of keys of one task. ``roundrobin`` (upstream default): every task's
   batches once per epoch, the task order shuffled with ``random.Random(seed + epoch)``; ``proportional`` /
   ``temperature``: each step draws a task with p ∝ n_examples (^ 1/T), same epoch length. DDP: the epoch's
@@ -147,6 +154,15 @@ class TaskDataset(torch.utils.data.Dataset):
             ex["vis"] = vis
         return out
 
+    def prefetch(self, indices: Sequence[int]) -> int:
+        """Ask the store to start reading these examples' features (see ``SnapshotReader.prefetch``)."""
+        self._open()
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        idx = idx[(idx >= 0) & (idx < len(self))]
+        rows = self._rows[idx] if self._expand else idx
+        media = self._cols["media_ids"].take(pa.array(rows, type=pa.int64())).to_pylist()
+        return self._reader.prefetch([m for ms in media for m in ms])
+
     _BATCH_COLUMNS = ("example_id", "text", "subs", "ts", "choices", "targets", "raw_answers", "media_ids")
 
     def _features(self, media: list[list[str]]) -> list[np.ndarray]:
@@ -203,6 +219,12 @@ class ConcatTaskDataset(torch.utils.data.Dataset):
     def example(self, index: int, epoch: int = 0) -> dict[str, Any]:
         return self.examples([index], epoch)[0]
 
+    def prefetch(self, indices: Sequence[int]) -> int:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        which = np.searchsorted(self._starts, idx, side="right") - 1
+        return sum(self.parts[int(k)].prefetch(idx[which == k] - int(self._starts[k]))
+                   for k in np.unique(which) if 0 <= k < len(self.parts))
+
     def examples(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
         """``TaskDataset.examples`` per part (one gather per part), back in the order of ``indices``."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -236,8 +258,9 @@ class ConcatTaskDataset(torch.utils.data.Dataset):
 class MultiTaskDataset(torch.utils.data.Dataset):
     """Task name → ``TaskDataset``; indexed by ``(task, index, epoch)`` keys from ``MultiTaskBatchSampler``."""
 
-    def __init__(self, datasets: Mapping[str, TaskDataset]) -> None:
+    def __init__(self, datasets: Mapping[str, TaskDataset | ConcatTaskDataset]) -> None:
         self.datasets = dict(datasets)
+        self._calls = self._resident_streak = 0
 
     def __getitem__(self, key: Key) -> dict[str, Any]:
         task, index, epoch = key
@@ -256,6 +279,16 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.datasets.values())
+
+    def prefetch(self, task: str, indices: Sequence[int], epoch: int = 0) -> None:
+        """Start reading the features of a coming batch (``MultiTaskBatchSampler.lookahead``). Cheap once the
+        store is in memory: after 4 batches that found everything resident it checks only every 16th."""
+        self._calls += 1
+        streak = self._resident_streak
+        if streak >= 4 and self._calls % 16:
+            return
+        asked = self.datasets[task].prefetch(indices)
+        self._resident_streak = 0 if asked else streak + 1
 
     def sizes(self) -> dict[str, int]:
         return {t: len(d) for t, d in self.datasets.items()}
@@ -280,6 +313,10 @@ class MultiTaskBatchSampler:
     pad: bool = True
     temperature: float = 2.0
     start: int = 0  # batches of this rank's epoch to skip (resume from a checkpoint's position)
+    # Called as lookahead(task, indices, epoch) for the batch `lookahead_depth` steps ahead of the one yielded
+    # (multitask_loader passes MultiTaskDataset.prefetch: cold features are read while this batch is served).
+    lookahead: Any = None
+    lookahead_depth: int = 2
 
     def __post_init__(self) -> None:
         if self.mode not in ("roundrobin", "proportional", "temperature"):
@@ -340,7 +377,13 @@ class MultiTaskBatchSampler:
         return batches[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[list[Key]]:
-        for task, idx in self.rank_batches()[self.start:]:
+        batches = self.rank_batches()[self.start:]
+        depth = self.lookahead_depth if self.lookahead is not None else 0
+        for task, idx in batches[:depth]:
+            self.lookahead(task, idx, self.epoch)
+        for k, (task, idx) in enumerate(batches):
+            if depth and k + depth < len(batches):
+                self.lookahead(*batches[k + depth], self.epoch)
             yield [(task, i, self.epoch) for i in idx]
 
     def __len__(self) -> int:
@@ -371,7 +414,8 @@ def multitask_loader(datasets: Mapping[str, TaskDataset | ConcatTaskDataset], to
     data = MultiTaskDataset(datasets)
     sizes = data.sizes()
     sampler = MultiTaskBatchSampler(sizes, batch_sizes or task_batch_sizes(base_batch_size, list(sizes)),
-                                    mode=mode, seed=seed, epoch=epoch, rank=rank, world_size=world_size)
+                                    mode=mode, seed=seed, epoch=epoch, rank=rank, world_size=world_size,
+                                    lookahead=data.prefetch)
     # A private generator: creating the loader's iterator must not draw from the global torch RNG (dropout's),
     # or a resumed run would see other dropout masks than the uninterrupted one.
     loader_kw.setdefault("generator", torch.Generator().manual_seed(seed))

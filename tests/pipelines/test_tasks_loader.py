@@ -169,3 +169,15 @@ def test_worker_batches_are_built_in_shared_memory():
                                          num_workers=2)
     flags = [flag for _, flag in loader]
     assert flags and all(flags)  # made in shared memory by the worker, so it is not copied on the way out
+
+
+def test_sampler_announces_each_batch_ahead_once_and_in_order():
+    seen = []
+    s = MultiTaskBatchSampler(SIZES, BS, seed=2, epoch=1, lookahead=lambda t, idx, e: seen.append((t, list(idx), e)),
+                              lookahead_depth=2)
+    it = iter(s)
+    first = next(it)
+    assert len(seen) == 3  # the first two batches, then the one two steps ahead of the first
+    yielded = [first, *it]
+    assert [(b[0][0], [i for _, i, _ in b], 1) for b in yielded] == seen  # every batch announced exactly once
+    assert _batches(seed=2, epoch=1) == [(b[0][0], [i for _, i, _ in b]) for b in yielded]  # same batches
