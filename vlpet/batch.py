@@ -147,6 +147,24 @@ class VLBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
         return VLBatch(**moved)
 
+    def __reduce__(self):
+        # Crossing processes (DataLoader workers), torch moves every tensor into its own shared-memory segment
+        # and passes a file descriptor per tensor, ~0.1-1 ms each: small CPU tensors (ids, masks, weights) go
+        # as plain bytes instead; the features stay tensors (already in shared memory when made in a worker).
+        small = {k: v.numpy() for k, v in self.__dict__.items() if isinstance(v, torch.Tensor)
+                 and v.device.type == "cpu" and not v.requires_grad and not v.is_shared()
+                 and v.nbytes <= _INLINE_BYTES and v.dtype in _NUMPY_DTYPES}
+        state = {k: small.get(k, v) for k, v in self.__dict__.items()}
+        return _rebuild_batch, (state, tuple(small))
+
+
+_INLINE_BYTES = 1 << 20
+_NUMPY_DTYPES = (torch.int64, torch.int32, torch.bool, torch.float32, torch.float16, torch.uint8)
+
+
+def _rebuild_batch(state: dict[str, Any], inlined: tuple[str, ...]) -> VLBatch:
+    return VLBatch(**{k: torch.from_numpy(v) if k in inlined else v for k, v in state.items()})
+
 
 def shared_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised tensor in shared memory: inside a DataLoader worker, a batch built there crosses to
