@@ -108,7 +108,7 @@ def test_collate_rejects_mixed_tasks(tok):
 def test_batch_crosses_processes_with_small_tensors_inline_and_features_shared():
     from multiprocessing.reduction import ForkingPickler
 
-    import torch.multiprocessing
+    import torch.multiprocessing  # registers the shared-memory tensor reducers on ForkingPickler
 
     from vlpet.batch import VLBatch, shared_tensor
 
