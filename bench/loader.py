@@ -37,6 +37,7 @@ sys.path.insert(0, os.environ.get("VLPET_BENCH_SRC") or str(Path(__file__).resol
 
 import h5py
 import numpy as np
+import psutil
 import torch
 import torch.utils.data
 from pagecache import evict  # bench/ sibling (the script's own directory is on sys.path)
@@ -157,20 +158,38 @@ def bench_tokenizer() -> Any:
     return train_tokenizer(texts, "bart", vocab_size=400)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (DataLoader workers) together."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+LAST_CPU: list[float] = []
+
+
 def one_pass(loader: torch.utils.data.DataLoader, epoch: int) -> tuple[float, int, float]:
-    """(seconds after the first batch, samples after the first batch, seconds to the first batch).
+    """(seconds after the first batch, samples after the first batch, seconds to the first batch); the CPU
+    seconds (all processes) after the first batch go to ``LAST_CPU``: on a shared machine, CPU per sample
+    is the cost that does not depend on how much of the CPU the other jobs left us.
 
     The rate excludes the first batch so worker start-up (seconds under forkserver/spawn) does not swamp it.
     """
     loader.batch_sampler.set_epoch(epoch)
     t0 = time.perf_counter()
-    t_first, n, n_first = None, 0, 0
+    t_first, n, n_first, cpu0 = None, 0, 0, 0.0
     for batch in loader:
         feats = batch.vis_feats if isinstance(batch, VLBatch) else batch[0]
         n += feats.shape[0] * (feats.shape[1] if feats.dim() == 4 else 1)
         if t_first is None:
-            t_first, n_first = time.perf_counter(), n
+            t_first, n_first, cpu0 = time.perf_counter(), n, cpu_seconds()
     end = time.perf_counter()
+    LAST_CPU[:] = [cpu_seconds() - cpu0]
     return end - t_first, n - n_first, t_first - t0
 
 
@@ -214,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
                 loader = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
                 evict(files)
                 cold_s, n, first_s = one_pass(loader, 0)
-                warm = [one_pass(loader, e) for e in range(1, 1 + a.warm_passes)]
+                warm, cpu = [], []
+                for e in range(1, 1 + a.warm_passes):
+                    warm.append(one_pass(loader, e))
+                    cpu.append(LAST_CPU[0] / warm[-1][1])
                 warm_rate = max(m / s for s, m, _ in warm)
-                row[name] = {"cold_samples_s": n / cold_s, "warm_samples_s": warm_rate, "first_batch_s": first_s}
+                row[name] = {"cold_samples_s": n / cold_s, "warm_samples_s": warm_rate, "first_batch_s": first_s,
+                             "warm_cpu_us": min(cpu) * 1e6}
                 del loader
             for phase in ("cold", "warm"):
                 s, h = row["store"][f"{phase}_samples_s"], row["h5"][f"{phase}_samples_s"]
@@ -226,15 +249,27 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"w{workers}_first_batch_s"] = {k: round(row[k]["first_batch_s"], 3) for k in ("store", "h5")}
                 print(f"workers={workers} {phase}: store {s:,.0f} samples/s, h5 {h:,.0f} samples/s, "
                       f"x{s / h:.2f}", flush=True)
+            results[f"w{workers}_warm"].update(
+                cpu_us_per_sample=round(row["store"]["warm_cpu_us"], 1),
+                h5_cpu_us_per_sample=round(row["h5"]["warm_cpu_us"], 1),
+                cpu_speedup_vs_h5=round(row["h5"]["warm_cpu_us"] / row["store"]["warm_cpu_us"], 2))
+            print(f"workers={workers} warm CPU per sample (all processes): store "
+                  f"{row['store']['warm_cpu_us']:.0f} us, h5 {row['h5']['warm_cpu_us']:.0f} us, "
+                  f"x{row['h5']['warm_cpu_us'] / row['store']['warm_cpu_us']:.2f}", flush=True)
         if a.text:
             collator = MultiTaskCollator(bench_tokenizer())
             for workers in a.workers:
                 loader = make_loader(mt, MultiTaskBatchSampler(sizes, bs, seed=0), workers, collator)
                 one_pass(loader, 0)
-                warm = max(m / s for s, m, _ in (one_pass(loader, e) for e in range(1, 1 + a.warm_passes)))
-                results[f"text_w{workers}_warm_samples_s"] = round(warm, 1)
+                rates, cpu = [], []
+                for e in range(1, 1 + a.warm_passes):
+                    s_, m_, _ = one_pass(loader, e)
+                    rates.append(m_ / s_)
+                    cpu.append(LAST_CPU[0] / m_ * 1e6)
+                results[f"text_w{workers}_warm_samples_s"] = round(max(rates), 1)
+                results[f"text_w{workers}_cpu_us_per_sample"] = round(min(cpu), 1)
                 print(f"workers={workers} text+collate (tokenize, VLBatch, fp32 features) warm: store "
-                      f"{warm:,.0f} samples/s", flush=True)
+                      f"{max(rates):,.0f} samples/s, {min(cpu):.0f} us CPU per sample", flush=True)
                 del loader
             if {0, 2} <= set(a.workers):
                 results["text_w2_over_w0"] = round(results["text_w2_warm_samples_s"] /

@@ -126,9 +126,39 @@ def bench_arrow(root: Path, data: np.ndarray, ids: list[str], read_ids: list[str
     t = time.perf_counter()
     rep = store.verify()
     out["verify_s"] = time.perf_counter() - t
+    out.update(analysis(root, data))
     assert rep.ok, rep.problems
     out["size"], out["files"] = _dir_size(root)
     out["snapshot"] = snap.id
+    return out
+
+
+def analysis(root: Path, data: np.ndarray) -> dict:
+    """The analysis path: ``vlpet store export --format zarr`` of the snapshot, then a full scan (per-sample
+    mean of every feature) with Dask over the export vs with the store's reader in 256-row blocks."""
+    import dask.array as da
+
+    from features.store import FeatureStore
+    from features.store.zarr_view import export_zarr
+
+    out = {}
+    target = root.parent / "export.zarr"
+    t = time.perf_counter()
+    export_zarr(root, target)
+    out["export_s"] = time.perf_counter() - t
+    want = data.astype(np.float32).mean(axis=(1, 2))
+    t = time.perf_counter()
+    got = da.from_zarr(str(target), component="features").astype("float32").mean(axis=(1, 2)).compute()
+    out["dask_scan_s"] = time.perf_counter() - t
+    reader = FeatureStore.open_reader(root)
+    ids = reader.media_ids
+    t = time.perf_counter()
+    scan = np.concatenate([reader.get_many(ids[i:i + BLOCK]).astype(np.float32).mean(axis=(1, 2))
+                           for i in range(0, len(ids), BLOCK)])
+    out["reader_scan_s"] = time.perf_counter() - t
+    assert np.allclose(got, want, rtol=1e-5) and np.allclose(scan, want, rtol=1e-5)  # ids sorted = data order
+    out["export_size"] = _dir_size(target)
+    shutil.rmtree(target, ignore_errors=True)
     return out
 
 
@@ -376,6 +406,9 @@ def main() -> None:
               f"{r['batch_ms']:>12.1f}{r['open_ms']:>9.2f}{r['size'] / 1e6:>9.1f}{r['files']:>7}")
     print(f"arrow: commit {a['commit_s']:.2f} s of the write; verify (re-hash everything) {a['verify_s']:.2f} s; "
           f"zero-copy read-only views: {a['zero_copy']}; bench wall {total:.1f} s")
+    print(f"analysis: `store export --format zarr` {a['export_s']:.2f} s ({a['export_size'][0] / 1e6:.0f} MB in "
+          f"{a['export_size'][1]} files); full scan (per-sample mean) with dask over the export "
+          f"{a['dask_scan_s']:.2f} s, with the reader {a['reader_scan_s']:.2f} s")
     summary = {
         "rows": n, "shape": list(SHAPE), "dtype": "float16", "mb": round(mb, 1),
         "arrow_write_s": round(a["write_s"], 3), "arrow_write_mb_s": round(mb / a["write_s"], 1),
@@ -399,6 +432,9 @@ def main() -> None:
         "row_copy_speedup_vs_zarr": round(z["row_us"][0] / a["row_copy_us"][0], 2),
         "batch256_speedup_vs_zarr": round(z["batch_ms"] / a["batch_ms"], 2),
         "bench_wall_s": round(total, 1),
+        "zarr_export_s": round(a["export_s"], 2), "zarr_export_mb": round(a["export_size"][0] / 1e6, 1),
+        "zarr_export_files": a["export_size"][1], "dask_scan_s": round(a["dask_scan_s"], 2),
+        "reader_scan_s": round(a["reader_scan_s"], 2),
     }
     print(json.dumps(summary))
 

@@ -7,9 +7,10 @@
   hence ``num_workers=0`` and ``num_workers=2`` yield identical batches.
 * Batches are gathered, not built sample by sample: the DataLoader calls ``MultiTaskDataset.__getitems__``,
   which takes each task-table column once for the batch (Arrow ``take``) and reads the features with one
-  ``get_many`` into one batch array; inside a worker that array (and the collated float tensor) is allocated
-  in shared memory, so a batch reaches the main process as a file descriptor, not as pickled bytes. Workers
-  open the tables and stores themselves (maps are never pickled) and receive only keys.
+  ``get_many`` into one batch array, which ``collate`` uses as is. Workers open the tables and stores
+  themselves (maps are never pickled), receive only keys, and return the features through a ring of
+  shared-memory buffers they reuse (``vlpet.batch.ring_tensor``; a fresh shared segment per batch cost
+  ~200 us of page faults per sample here) and the small tensors as bytes.
 * ``multitask_loader`` has the sampler announce the batch two steps ahead (``MultiTaskDataset.prefetch``):
   features not yet in memory are requested from the disk all at once while the current batch is served.
 * ``MultiTaskBatchSampler`` yields lists of keys of one task. ``roundrobin`` (upstream default): every task's
@@ -35,7 +36,7 @@ import torch.utils.data
 
 from features.store import FeatureStore
 from pipelines.tasks.build import open_task_table, task_table_metadata
-from vlpet.batch import VLBatch, collate, sample_answer, shared_tensor, task_format
+from vlpet.batch import VLBatch, collate, sample_answer, task_format
 
 Key = tuple[str, int, int]  # (task, example index, epoch)
 CAPTION_TASKS = ("coco", "tvc", "yc2c")
@@ -176,7 +177,7 @@ class TaskDataset(torch.utils.data.Dataset):
             return [reader.get(m[0]) if len(m) == 1 else reader.get_many(m) for m in media]
         k = per.pop()
         shape = (len(media), k, *reader.spec.shape) if k > 1 else (len(media), *reader.spec.shape)
-        batch = batch_array(shape, reader.spec.np_dtype)
+        batch = np.empty(shape, dtype=reader.spec.np_dtype)
         reader.get_many([m for ms in media for m in ms], out=batch.reshape(len(media) * k, *reader.spec.shape))
         return list(batch)
 
@@ -185,14 +186,6 @@ class TaskDataset(torch.utils.data.Dataset):
             _, index, epoch = key
             return self.example(index, epoch)
         return self.example(key)
-
-
-def batch_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array for one batch: in shared memory inside a DataLoader worker (the collated tensor
-    then crosses to the main process as a file descriptor, not as pickled bytes), plain memory otherwise."""
-    if torch.utils.data.get_worker_info() is None:
-        return np.empty(shape, dtype=dtype)
-    return shared_tensor(shape, torch.from_numpy(np.empty(0, dtype=dtype)).dtype).numpy()
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):

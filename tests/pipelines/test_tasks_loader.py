@@ -155,11 +155,13 @@ class _SharedFlag:
         self.collate = MultiTaskCollator(tok)
 
     def __call__(self, examples):
+        from vlpet import batch as vb
+
         batch = self.collate(examples)
-        return batch, batch.vis_feats.is_shared()
+        return batch, batch.vis_feats.is_shared(), len(vb._RING)
 
 
-def test_worker_batches_are_built_in_shared_memory():
+def test_worker_batches_come_through_a_reused_shared_memory_ring():
     from pipelines.tasks import MultiTaskDataset
 
     _, paths = shared_build()
@@ -167,8 +169,16 @@ def test_worker_batches_are_built_in_shared_memory():
     sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
     loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(tiny_tokenizer()),
                                          num_workers=2)
-    flags = [flag for _, flag in loader]
-    assert flags and all(flags)  # made in shared memory by the worker, so it is not copied on the way out
+    got = [(b, flag, slots) for b, flag, slots in loader]
+    assert len(got) > 10 and all(flag for _, flag, _ in got)  # written into shared memory by the worker
+    # ...into a few slots that it reuses once the main process has read them: each of the 2 workers made
+    # len(got) / 2 batches but holds fewer slots than that
+    assert 2 * max(slots for _, _, slots in got) < len(got)
+    serial = [b for b, _, _ in torch.utils.data.DataLoader(data, batch_sampler=sampler,
+                                                           collate_fn=_SharedFlag(tiny_tokenizer()))]
+    assert all(torch.equal(a.vis_feats, b.vis_feats) and a.example_ids == b.example_ids
+               for a, b in zip(serial, [b for b, _, _ in got], strict=True))
+    assert not any(b.vis_feats.is_shared() for b, _, _ in got)  # the consumer holds copies, never ring slots
 
 
 def test_sampler_announces_each_batch_ahead_once_and_in_order():
