@@ -51,6 +51,7 @@ class SnapshotReader:
         self._maps_pid: int | None = None
         self._segments: list[Segment | None] = []
         self._lock = threading.Lock()
+        self._warm_streak = self._batches = 0
 
     # --- pickling / fork -----------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -194,15 +195,20 @@ class SnapshotReader:
             raise QuarantinedError(self._ids[i], self._reason[i] or "")
         segs = self._seg[p]
         rows = self._row[p]
-        parts = []
-        for k in np.unique(segs):  # every segment's cold rows are requested before any copy waits on a read
-            sel = np.flatnonzero(segs == k)
-            seg = self._segment(int(k))
-            seg.prefetch(rows[sel])
-            parts.append((seg, sel))
+        parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
+        if self._should_check_residency():
+            # every segment's cold rows are requested before any copy waits on a read
+            asked = sum(seg.prefetch(rows[sel]) for seg, sel in parts)
+            self._warm_streak = 0 if asked else self._warm_streak + 1
         for seg, sel in parts:
             seg.copy_rows(rows[sel], out, sel)
         return out
+
+    def _should_check_residency(self) -> bool:
+        """Residency checks cost a ``mincore`` per row: once 8 batches in a row found everything in memory
+        (a store that fits in the page cache), check every 16th batch only; any cold row resets this."""
+        self._batches += 1
+        return self._warm_streak < 8 or self._batches % 16 == 0
 
     # --- index views ---------------------------------------------------------------------------------------
     def status(self, media_id: str) -> SampleStatus:

@@ -280,5 +280,6 @@ class Segment:
 
         One memcpy per row straight from the map into ``out`` (no temporary as fancy indexing would make)."""
         data = self._data
-        for j in np.argsort(rows, kind="stable"):
-            out[dest[j]] = data[rows[j]]
+        rows_l, dest_l = rows.tolist(), dest.tolist()  # Python ints index numpy faster than numpy scalars
+        for j in np.argsort(rows, kind="stable").tolist():
+            out[dest_l[j]] = data[rows_l[j]]
