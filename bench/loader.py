@@ -1,21 +1,20 @@
 """Multi-task loader throughput: memory-mapped task tables + feature store vs one HDF5 file per sample.
 
-Same data, same run, same batches (``MultiTaskBatchSampler`` keys): the store path reads features as zero-copy
-views of mapped segments (``pipelines.tasks.TaskDataset``); the baseline is the VL-T5 layout, one ``.h5`` per
-image opened with h5py in ``__getitem__``. Both collate the same way (stack features, keep the text), so the
-difference is the I/O path. Each configuration runs a cold first pass (page cache of its files evicted with
-``posix_fadvise(DONTNEED)``, no root needed) and warm steady-state passes.
+Same data, same run, same batches (``MultiTaskBatchSampler`` keys): the store path gathers each batch's features
+from the mapped segments (``pipelines.tasks.TaskDataset``, one ``get_many`` per batch); the baseline is the VL-T5
+layout, one ``.h5`` per image opened with h5py in ``__getitem__``. Both collate the same way (stack features,
+keep the text), so the difference is the I/O path. Each configuration runs a cold first pass (page cache of its
+files evicted with ``posix_fadvise(DONTNEED)``, no root needed) and warm steady-state passes.
 
 ``us_per_sample`` = time per sample minus a plain memcpy of that sample's features (the floor any loader pays).
 
-Measured (this 2-core CPU box, two runs of ``--n 1000``; noise on this shared machine is up to ~2x):
-workers=0: store 7.3-13.0k samples/s cold / 15.6-17.8k warm vs h5 1.8-2.0k / 2.0k (x4.1-6.6 cold, x7.9-9.0
-warm), 47-54 us/sample beyond the ~10 us memcpy (h5: ~495 us); workers=2: store 3.3-3.5k / 4.0-4.3k vs h5
-1.2-1.8k / 1.3-2.5k (x1.8-2.8 cold, x1.6-3.2 warm). With 2 cores, workers
-compete with the consuming process and every batch is copied again into shared memory to cross processes, so
-workers only pay off when per-sample work (tokenization, augmentation) is heavier than this feature read.
+``--text`` (default) also times the full text + collate pipeline (``MultiTaskCollator``: tokenize, ``VLBatch``,
+fp32 features) with 0 and 2 workers; each warm pass also reports CPU time per sample over all processes
+(on a shared machine the rate depends on the other jobs, the CPU time much less).
+Figures (before/after issue 18, same session): bench/RESULTS.md.
 
-Usage: ``python bench/loader.py [--n 1000] [--feat 2048] [--workers 0 2] [--dir DIR]``; last line is JSON.
+Usage: ``python bench/loader.py [--n 1000] [--feat 2048] [--workers 0 2] [--no-text] [--dir DIR]``; last line is
+JSON. ``VLPET_BENCH_SRC=TREE`` times the project code in TREE (e.g. a ``git archive`` of main) instead.
 """
 
 from __future__ import annotations

@@ -21,10 +21,19 @@ about 400 MB), all layouts written from the same in-memory array:
 - size on disk and file count, and (Arrow) the time of a full ``verify`` (re-hash of every byte).
 
 The page cache is warm (files were just written); no root here to drop caches, so these are in-memory
-read costs, not disk latency. Results are checked against the source array. Run it with::
+read costs, not disk latency. The run also exports the store with ``vlpet store export --format zarr`` and
+times a full scan with Dask over the export vs the reader.
+
+``--cold`` measures something else: cold random reads (files evicted with ``posix_fadvise(DONTNEED)`` after
+unmapping) in fresh processes, ``get_many`` batches, batches with the next one prefetched (the loader's
+pattern) and single rows, with the growth of file-backed and anonymous resident memory per MB read;
+``--baseline-src TREE`` runs the same reads with the project code of TREE (e.g. a ``git archive`` of main).
+
+Results are checked against the source array. Run it with::
 
     .venv/bin/python bench/store.py                 # 2000 rows
     .venv/bin/python bench/store.py --rows 500 --reads 300
+    .venv/bin/python bench/store.py --cold --rows 4000 --baseline-src /tmp/main-tree
 
 It prints a table, then as its last line one JSON object of named figures.
 """
