@@ -67,7 +67,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_batch_size(extractor: Extractor) -> int:
-    """CPU: 8 (RN101 with channels_last peaks there, STACK.md); GPU: 128 images or 4 videos."""
+    """CPU: 8 (RN101 with channels_last peaks there, docs/operations.md); GPU: 128 images or 4 videos."""
     if extractor.device.type == "cuda":
         return 128 if extractor.kind == "image" else 4
     return 8 if extractor.kind == "image" else 2

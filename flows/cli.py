@@ -26,7 +26,7 @@ register_train_commands(app)
 
 
 def prefect_env(workdir: Path) -> None:
-    """Prefect settings for a local, serverless run (STACK.md): its state under the workdir, not ``$HOME``;
+    """Prefect settings for a local, serverless run (docs/operations.md): its state under the workdir, not ``$HOME``;
     analytics off; a start-up timeout a loaded 2-core machine meets. Values the user set are kept."""
     import os
 

@@ -137,8 +137,9 @@ def pretraining_max_length(tasks: Sequence[str]) -> int:
     """Tokens per text in the denoising pre-training: every input position fine-tuning feeds (the tasks'
     ``max_input_len``; video inputs run to ~120 tokens, and a cap of 64 left their question and choices on
     position embeddings that never trained), and never under the 64 the image presets were measured with
-    (their inputs and targets are at most 40 tokens, so it changes nothing for them)."""
-    return max(64, *(TASK_FORMATS[t].max_input_len for t in tasks))
+    (their inputs and targets are at most 40 tokens, so it changes nothing for them). An uncapped input
+    (NLVR2, as upstream) adds no bound of its own: its statements are short and the 64 floor covers them."""
+    return max(64, *(TASK_FORMATS[t].max_input_len or 0 for t in tasks))
 
 
 def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
@@ -345,10 +346,13 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
         preds = predict(model, tokenizer, loader, device=device, overrides=cfg.generation.get(task),
                         progress=progress)
         examples = eval_examples(ds)
-        res = score_task(task, preds, examples)
+        # the validation rules (video QA: exact match) for the val split, the test rules otherwise
+        role = "val" if which == "val" or (which != "test" and split == cfg.val_splits.get(task)) else "test"
+        res = score_task(task, preds, examples, role=role)
         res.update(split=split, seconds=round(time.perf_counter() - t0, 2), **prediction_spread(preds))
         if baselines:
-            res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples)
+            res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples,
+                                                         role=role)
         if predictions_dir is not None:
             _write_json(predictions_dir / f"{task}.{split}.json",
                         [{"example_id": e.example_id, "prediction": preds[e.example_id],
@@ -385,6 +389,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
     notes = _notes(saved)
     summary = json.loads((run_dir / "train_summary.json").read_text()) if (run_dir / "train_summary.json").is_file() \
         else {}
+    if summary:
+        notes.append(selection_note(summary))
     out = {"run": str(run_dir), "split": split, "tasks": metrics, "notes": notes, "train": summary,
            "seconds": round(time.perf_counter() - t0, 2), "device": str(dev)}
     _write_json(run_dir / "metrics.json", out)
@@ -393,6 +399,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
                            "loss.png" if png.is_file() else None)
     write_text_atomic(run_dir / "report.md", text)
     return out
+
+
+def selection_note(summary: Mapping[str, Any]) -> str:
+    """Which model the report evaluates: the best validation average (epoch and step) or the last one."""
+    best = summary.get("best_val")
+    if summary.get("selection") == "best-val" and best:
+        return (f"Evaluated model: best validation average {best['score']:.4f} after epoch {best['epoch'] + 1} of "
+                f"{summary.get('epochs_completed')} (step {best['step']}), as the official video trainer selects.")
+    why = ("no validation score was recorded" if summary.get("selection") == "best-val"
+           else "as the official image trainer keeps")
+    return (f"Evaluated model: the last one (step {summary.get('steps')}, {summary.get('epochs_completed')} epochs), "
+            f"{why}.")
 
 
 def _notes(saved: Mapping[str, Any]) -> list[str]:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -41,6 +40,8 @@ def train(
     progress: bool = typer.Option(True),
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
+    from pydantic import ValidationError
+
     from flows.runs import evaluate_run, load_train_config, train_run
     from vlpet.train import dist_from_env
 

@@ -44,7 +44,7 @@ _BART_BASE = dict(
     scale_embedding=False, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
     forced_bos_token_id=0, forced_eos_token_id=2, tie_word_embeddings=True,
 )
-# bart-base's hub generation defaults, which every official BART generate call inherits (spec §5).
+# bart-base's hub generation defaults, which every official BART generate call inherits (docs/method.md §5).
 BART_BASE_GENERATION = dict(num_beams=4, no_repeat_ngram_size=3, early_stopping=True)
 _T5_BASE = dict(
     vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12,

@@ -1,4 +1,4 @@
-"""Multi-task training data: per-task Datasets over task tables + a single-task-batch sampler (DATA_SPEC §5).
+"""Multi-task training data: per-task Datasets over task tables + a single-task-batch sampler (docs/data.md §5).
 
 * ``TaskDataset`` maps a task table and opens the feature snapshot lazily, once per process (DataLoader
   workers included): no file is opened per sample, features come as zero-copy views of the mapped store.
@@ -189,7 +189,7 @@ class TaskDataset(torch.utils.data.Dataset):
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):
-    """Several task tables of one task as one dataset (GQA trains on ``train`` + ``valid``, spec §5).
+    """Several task tables of one task as one dataset (GQA trains on ``train`` + ``valid``, docs/method.md §5).
 
     Indices run through the parts in order; the per-example RNG key is the global index, so the answer
     sampling stays deterministic for (seed, epoch, index)."""

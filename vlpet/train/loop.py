@@ -1,4 +1,4 @@
-"""The multi-task training loop (VLPET_SPEC §5): single-task batches, AdamW + linear warm-up/decay, clip 5.
+"""The multi-task training loop (docs/method.md §5): single-task batches, AdamW + linear warm-up/decay, clip 5.
 
 The loop knows nothing about where batches come from: a ``BatchSource`` gives each epoch's ``VLBatch``es
 from any position (the project's memory-mapped loader in ``pipelines.tasks``; a list in tests). That is
