@@ -96,6 +96,7 @@ from .errors import (
     SnapshotNotFoundError,
     SpecMismatchError,
     StaleRunError,
+    StoreBusyError,
     StoreError,
 )
 from .gc import GcReport
@@ -122,6 +123,7 @@ __all__ = [
     "SnapshotReader",
     "SpecMismatchError",
     "StaleRunError",
+    "StoreBusyError",
     "StoreError",
     "StoreSpec",
     "VerifyReport",

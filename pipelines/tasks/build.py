@@ -205,6 +205,7 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
                          f"(it has {source.column_names})")
     reader = FeatureStore.open_reader(store_path, snapshot)
     _check_store_shape(task, reader, store_path)
+    reader.check_segments()  # a corrupt store stops the build here (CorruptionError naming the segment)
     media_columns = [c for c in REQUIRED_COLUMNS[task] if c.startswith("media_id")]
     usable = pa.array(reader.media_ids, pa.string())
     ok = np.ones(source.num_rows, bool)

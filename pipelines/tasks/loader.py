@@ -91,6 +91,13 @@ class TaskDataset(torch.utils.data.Dataset):
         self._reader = reader
         self._pid = pid
 
+    def check_features(self) -> int:
+        """Verify the store segments this table's media live in (``SnapshotReader.check_segments``): raises
+        ``CorruptionError`` naming a damaged segment; once per process, so training pays nothing more."""
+        self._open()
+        col = self._cols["media_ids"]
+        return self._reader.check_segments(pc.unique(pc.list_flatten(col)).to_pylist() if len(col) else [])
+
     def __len__(self) -> int:
         return len(self._rows) if self._expand else self.n_rows
 

@@ -34,6 +34,8 @@ def test_prefetch_asks_only_for_rows_not_in_memory(tmp_path, spec):
     extract(tmp_path / "s", tmp_path / "m", spec, flush_rows=5)
     reader = FeatureStore.open_reader(tmp_path / "s")
     ids = reader.media_ids[::2]
+    for m in reader.media_ids:  # map (and verify: a whole-file read, once per process) every segment first
+        reader.get(m)
     reader.close()
     gc.collect()
     _evict(tmp_path / "s")  # nothing of ours is mapped any more, so the pages really leave the cache
