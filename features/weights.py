@@ -26,7 +26,6 @@ tower, which uses ReLU), so it is part of the identity.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from features.media import hash_file
 
 log = logging.getLogger(__name__)
 
@@ -113,19 +114,15 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 _SHA_LOCK = threading.Lock()
 
 
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process."""
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """``features.media.hash_file``, memoised per (path, size, mtime) within the process (weights are large)."""
     p = Path(path).resolve()
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns)
     with _SHA_LOCK:
         if key in _SHA_CACHE:
             return _SHA_CACHE[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = hash_file(p)
     with _SHA_LOCK:
         _SHA_CACHE[key] = digest
     return digest

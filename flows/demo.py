@@ -16,8 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flows.caching import write_json_atomic
-from vlpet.atomic import write_text_atomic
+from vlpet.atomic import write_json_atomic, write_text_atomic
 
 EXTRACTORS = {"images": "clip-rn101-grid", "videos": "clip-vit-b32-video"}
 PRESETS = {"images": "synthetic-image", "videos": "synthetic-video"}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from features.media import hash_file
 from pipelines.tasks import ConcatTaskDataset, MultiTaskCollator, TaskDataset, multitask_loader, open_task_table
@@ -43,11 +44,31 @@ def load_train_config(preset_name: str | None = None, config_file: str | Path | 
         path = Path(config_file)
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"cannot read training config {path}: {e}") from None
-        data = data.get("train", data)  # a run directory's config.json works too
-        return TrainConfig.model_validate({**data, **(overrides or {})})
-    return preset(preset_name, **(overrides or {}))
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            data = data["train"]  # a run directory's config.json works too
+        if not isinstance(data, dict):
+            raise ValueError(f"training config {path} must be a JSON object of config fields (see `vlpet presets "
+                             f"--json`), not a JSON {type(data).__name__}")
+        try:
+            return TrainConfig.model_validate({**data, **(overrides or {})})
+        except ValidationError as e:
+            raise ValueError(f"training config {path}: {_validation_summary(e)}") from None
+    try:
+        return preset(preset_name, **(overrides or {}))
+    except ValidationError as e:
+        raise ValueError(f"preset {preset_name!r} with --set {dict(overrides or {})}: {_validation_summary(e)}"
+                         ) from None
+
+
+def _validation_summary(e: ValidationError) -> str:
+    """Each pydantic error as "field: message (got value)", one line each."""
+    parts = []
+    for err in e.errors():
+        field = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
+        parts.append(f"field {field!r}: {err.get('msg')} (got {err.get('input')!r})")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -215,7 +236,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
 
     tasks_dir, run_dir = Path(tasks_dir), Path(out)
     dist = dist_from_env()
-    dev = resolve_device(device, dist)
+    dev = resolve_device(device, dist.local_rank)
     init_process_group(dist, dev)
     tables = describe_tables(tasks_dir, cfg)
     if (run_dir / CONFIG_FILE).is_file():
@@ -233,8 +254,11 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
                 run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
                 log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
             barrier(dist)
-    run_dir.mkdir(parents=True, exist_ok=True)
     datasets = train_datasets(tasks_dir, cfg)
+    for d in datasets.values():  # a corrupt feature store stops the run here, before anything is written
+        for part in getattr(d, "parts", [d]):
+            part.check_features()
+    run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)
     barrier(dist)
@@ -374,7 +398,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
     saved = json.loads(cfg_path.read_text())
     cfg = TrainConfig.model_validate(saved["train"])
     tasks_dir = Path(tasks_dir or saved["tasks_dir"])
-    dev = resolve_device(device, DistInfo())
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

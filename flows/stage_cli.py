@@ -17,7 +17,13 @@ DATASETS_HELP = "coco | vqa | gqa | nlvr2 | tvqa | how2qa | tvc | yc2c"
 
 
 def _fail(e: Exception, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {e}", err=True)
+    """One clear line for bad input (``vlpet --debug``: the traceback instead)."""
+    from features.cli import debug_enabled
+
+    if debug_enabled():
+        raise e
+    msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+    typer.echo(f"error: {msg}", err=True)
     return typer.Exit(code)
 
 
@@ -58,7 +64,7 @@ def download(
     try:
         result = run_download(dataset, root, force=force, **params)
     except (ValueError, DownloadError) as e:
-        raise _fail(e) from e
+        raise _fail(e) from None
     fetched = result.get("fetched", 0)
     typer.echo(f"{dataset}: {result['files']} files verified ({fetched} fetched, {result['files'] - fetched} "
                f"already there), {len(result['unpacked'])} archives unpacked into {result['raw_dir']}")
@@ -90,7 +96,7 @@ def prepare(
     try:
         r = run_prepare(dataset, root, force=force)
     except (ValueError, FileNotFoundError, FileExistsError, TableParseError) as e:
-        raise _fail(e) from e
+        raise _fail(e) from None
     splits = ", ".join(f"{k} {v['rows']}" for k, v in r["tables"].items())
     typer.echo(f"{dataset}: tables in {r['tables_dir']}: {splits}")
     typer.echo(f"  media: {r['media_present']} present, {r['media_referenced']} referenced, "
@@ -112,24 +118,34 @@ def extract(
     media_root: Path = typer.Option(None, help="with a media index: the folder its rel_paths are relative to"),
     device_decode: bool = typer.Option(False, help="decode JPEGs in batches on the device (nvJPEG on a GPU); "
                                        "a separate store spec (its resize differs slightly from PIL's)"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="exit with an error instead of waiting when another "
+                                 "extraction is writing to the store"),
     root: Path = typer.Option(None, help="data root for cache and lineage (default: $VLPET_DATA_ROOT, else the "
                                          "store's parent)"),
     force: bool = typer.Option(False, help="run even when the stage cache holds a valid result"),
 ) -> None:
     """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
+    from features.store import StoreError
     from flows.stages import run_extract
+
+    def waiting(holder: str) -> None:
+        typer.echo(f"waiting: another extraction is writing to {store} ({holder}); this run starts when it ends "
+                   f"(--no-wait to exit instead)", err=True)
 
     try:
         r = run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size, workers=workers,
                         pretrained=pretrained, media_root=str(media_root) if media_root else None,
-                        device_decode=device_decode, root=str(root) if root else None, force=force, progress=True)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        raise _fail(e, 2) from e
+                        device_decode=device_decode, root=str(root) if root else None, force=force, progress=True,
+                        wait=not no_wait, on_wait=waiting)
+    except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
+        raise _fail(e, 2) from None
     typer.echo(f"{r['extractor']} on {r['device']}: {r['items']} media, {r['extracted']} extracted, "
                f"{r['reused']} reused, {r['deleted']} deleted, {len(r['quarantined'])} quarantined; "
                f"{r['seconds']:.1f} s")
     for q in r["quarantined"]:
         typer.echo(f"  quarantined {q.get('rel_path')} ({str(q.get('sha256', ''))[:12]}): {q.get('reason')}")
+    for refused in r.get("refused", []):
+        typer.echo(f"  refused {refused['rel_path']}: {refused['reason']}")
     if r["random_init"]:
         typer.echo("  WARNING: random-init weights (no --pretrained file or cached tag): features are not CLIP's")
     typer.echo(f"snapshot {r['snapshot']} (content {str(r['content_digest'])[:16]}) in {r['store']}")
@@ -154,7 +170,7 @@ def build(
         out = run_build(task, store, root, splits=[s for x in splits for s in x.split(",") if s] or None,
                         snapshot=snapshot, dataset=dataset, force=force)
     except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
-        raise _fail(e) from e
+        raise _fail(e) from None
     for split, r in out["splits"].items():
         typer.echo(f"{task} {split}: {r['rows_out']}/{r['rows_in']} rows ({r['excluded']} excluded: media without "
                    f"usable features) -> {r['path']}")

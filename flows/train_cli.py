@@ -14,6 +14,12 @@ from rich.table import Table
 console = Console()
 
 
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("VLPET_DEBUG", "") not in ("", "0")
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``key=value`` pairs; values are JSON when they parse (``epochs=3``, ``tasks=["vqa"]``), else text."""
     out: dict[str, Any] = {}
@@ -47,19 +53,35 @@ def train(
     under `torchrun` (DDP: every rank trains, rank 0 records)."""
     from pydantic import ValidationError
 
+    from features.store import StoreError
     from flows.runs import load_train_config
     from flows.stages import run_evaluate, run_train
+    from vlpet.backbones import check_backbone_name
+    from vlpet.checkpoint import CheckpointCorruptError
     from vlpet.train import dist_from_env
 
+    hint = "--config" if config is not None else "--preset/--set"
     try:
         cfg = load_train_config(preset, config, parse_overrides(overrides))
     except (ValueError, ValidationError) as e:
-        raise typer.BadParameter(str(e), param_hint="--preset/--config/--set") from None
+        raise typer.BadParameter(str(e), param_hint=hint) from None
+    try:
+        check_backbone_name(cfg.backbone)
+    except ValueError as e:
+        where = f"{config}: field 'backbone'" if config is not None else "the config's field 'backbone'"
+        raise typer.BadParameter(f"{where}: {e}", param_hint=hint + " (backbone=...)") from None
     main = dist_from_env().is_main
     try:
         result = run_train(cfg, root, out, tasks_dir=data, device=device, progress=progress, replace=replace,
                            force=force, record=main)
+    except (StoreError, CheckpointCorruptError) as e:
+        if _debug():
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     except (ValueError, FileNotFoundError) as e:
+        if _debug():
+            raise
         raise typer.BadParameter(str(e), param_hint="--out/--data") from None
     t = result["train"]
     if not main:

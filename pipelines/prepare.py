@@ -7,11 +7,18 @@ file per line, so a user knows exactly what to supply (``vlpet download`` says w
 Every table has a ``media_id`` column (``media_id0``/``media_id1`` for NLVR2): the key into the media index
 and the feature store. Missing media are reported, never silently dropped: the rows stay in the tables
 and the task builder excludes them explicitly.
+
+The table set is written as a unit: ``COMPLETE.json`` (every file of the set with its size and sha256) is
+removed first and written last, so a set without it is unfinished (``check_table_set`` says so), and the
+temporary files a killed run left behind are removed when the next run starts. Paths inside the tables
+(source files, the media root) are relative to the data root: the same data in another folder gives the same
+table bytes, so content hashes downstream do not change with the location.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.media import hash_file
 from pipelines.fetch import raw_dir
 from pipelines.sources import get_source
 from pipelines.tables import (
@@ -35,8 +43,14 @@ from pipelines.tables import (
     write_table,
     write_vl_t5_vqa_json,
 )
+from vlpet.atomic import write_text_atomic
 
 MISSING_LIST_LIMIT = 20
+COMPLETE = "COMPLETE.json"
+
+
+class IncompleteTableSetError(FileNotFoundError):
+    """A prepared table set lacks its completion marker or one of the files the marker lists."""
 
 
 @dataclass
@@ -202,6 +216,58 @@ def tables_dir(root: Path, dataset: str) -> Path:
     return Path(root) / "tables" / dataset
 
 
+def remove_stale_temp(directory: Path) -> list[str]:
+    """Delete the temporary files (``.<name>.<random>.tmp``) an interrupted atomic write left in ``directory``
+    and its subfolders; prepare runs one at a time per dataset, so none of them is still being written."""
+    removed = []
+    for dirpath, _dirs, names in os.walk(directory):
+        for n in names:
+            if n.startswith(".") and n.endswith(".tmp"):
+                (Path(dirpath) / n).unlink(missing_ok=True)
+                removed.append(n)
+    return removed
+
+
+def _location_free(table: pa.Table, root: Path) -> pa.Table:
+    """The table with the paths in its ``vlpet.*`` metadata (source files, the media root) made relative to the
+    data root (POSIX), so its bytes do not depend on where the data lives or on the working directory."""
+    meta = dict(table.schema.metadata or {})
+
+    def rel(p: str) -> str:
+        path = Path(p)
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return path.name
+
+    if b"vlpet.sources" in meta:
+        sources = json.loads(meta[b"vlpet.sources"])
+        for s in sources:
+            if "path" in s:
+                s["path"] = rel(s["path"])
+        meta[b"vlpet.sources"] = json.dumps(sources, sort_keys=True).encode()
+    if b"vlpet.root" in meta:
+        meta[b"vlpet.root"] = rel(meta[b"vlpet.root"].decode()).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def check_table_set(out: Path) -> dict[str, object]:
+    """The completion marker of a prepared table set, after checking every file it lists is there with its
+    recorded size; ``IncompleteTableSetError`` (naming what is missing) otherwise."""
+    marker = Path(out) / COMPLETE
+    try:
+        doc = json.loads(marker.read_text())
+    except FileNotFoundError:
+        raise IncompleteTableSetError(f"{out} is not a complete table set (no {COMPLETE}: prepare was interrupted "
+                                      f"or is running); run `vlpet prepare` again") from None
+    for name, rec in doc["files"].items():
+        path = Path(out) / name
+        if not path.is_file() or path.stat().st_size != rec["bytes"]:
+            raise IncompleteTableSetError(f"{path} is missing or changed since prepare completed the table set; "
+                                          f"run `vlpet prepare` again")
+    return doc
+
+
 def prepare_dataset(name: str, root: Path) -> PrepareReport:
     """Parse the raw store of ``name`` into tables + media index under ``<root>/tables/<name>/``."""
     source = get_source(name)
@@ -211,25 +277,32 @@ def prepare_dataset(name: str, root: Path) -> PrepareReport:
     raw, store = raw_dir(root, source.name), root / "raw"
     if not raw.is_dir():
         raise FileNotFoundError(f"{raw} does not exist: run `vlpet download {source.name} --root {root}` first")
-    tables, media, referenced, notes = PREPARERS[source.name](raw, store)
     out = tables_dir(root, source.name)
     out.mkdir(parents=True, exist_ok=True)
+    (out / COMPLETE).unlink(missing_ok=True)  # from here until the marker is rewritten the set is unfinished
+    remove_stale_temp(out)
+    tables, media, referenced, notes = PREPARERS[source.name](raw, store)
     report = PrepareReport(dataset=source.name, notes=notes, out_dir=str(out))
+    written = []
     for split, table in tables.items():
-        write_table(table, out / f"{split}.arrow")
+        written.append(write_table(_location_free(table, root), out / f"{split}.arrow"))
         report.tables[split] = table.num_rows
-    write_table(media, out / "media.arrow")
+    written.append(write_table(_location_free(media, root), out / "media.arrow"))
     present = set(media.column("media_id").to_pylist())
     missing = sorted(referenced - present)
     report.media_present, report.media_referenced, report.media_missing = len(present), len(referenced), len(missing)
     report.missing_examples = missing[:MISSING_LIST_LIMIT]
     missing_file = out / "missing_media.txt"
     if missing:
-        missing_file.write_text("\n".join(missing) + "\n")
+        write_text_atomic(missing_file, "\n".join(missing) + "\n")
         hint = "; ".join(f"{a.name}: {a.how_to_get} (put them under {raw / a.put_under})" for a in source.manual)
         report.notes.append(f"{len(missing)} of {len(referenced)} referenced media are missing "
                             f"(list: {missing_file}). {hint}")
     elif missing_file.exists():
         missing_file.unlink()
-    (out / "prepare_report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    written.append(write_text_atomic(out / "prepare_report.json", json.dumps(report.as_dict(), indent=2)))
+    if missing:
+        written.append(missing_file)
+    files = {p.relative_to(out).as_posix(): {"bytes": p.stat().st_size, "sha256": hash_file(p)} for p in written}
+    write_text_atomic(out / COMPLETE, json.dumps({"dataset": source.name, "files": files}, indent=1, sort_keys=True))
     return report

@@ -178,6 +178,19 @@ def load_pretrained_tokenizer(info: BackboneInfo):  # -> PreTrainedTokenizerBase
         return None
 
 
+def check_backbone_name(name: str) -> None:
+    """Refuse, before anything is built or written, a backbone that is neither a known name nor a local
+    directory with a config.json (``ValueError`` naming the value and what would work)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"backbone directory {path} has no config.json (is it a saved Hugging Face model?)")
+        return
+    if canonical_name(name) not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(ARCHITECTURES)} or a local directory "
+                         f"with a saved BART/T5 model")
+
+
 def pretrained_available(name: str) -> bool:
     """Whether ``load_backbone(name)`` would find pretrained weights on disk (without loading them)."""
     from transformers import AutoConfig

@@ -26,8 +26,10 @@ from safetensors.torch import load_file, save_file
 
 from vlpet.config import MethodConfig
 from vlpet.model import VisualConfig, VLSeq2Seq
+from vlpet.provenance import library_versions
 
 CONFIG_NAME = "vlpet_config.json"
+LIBRARIES = ("vlpet", "torch", "transformers")  # the versions a checkpoint records
 TRAINABLE_NAME = "trainable.safetensors"
 FROZEN_NAME = "frozen_extra.safetensors"
 FORMAT_VERSION = 1
@@ -37,12 +39,21 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint was made for another method, backbone or visual input than the model given."""
 
 
-def library_versions() -> dict[str, str]:
-    import transformers
+class CheckpointCorruptError(ValueError):
+    """A checkpoint file cannot be read (truncated, overwritten, not what its name says); names the file."""
 
-    import vlpet
 
-    return {"vlpet": vlpet.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` whose errors name the file (safetensors' own say only, e.g., "header too
+    large")."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointCorruptError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(path)
+    except Exception as e:  # SafetensorError, OSError, ValueError: all mean the file is unusable
+        raise CheckpointCorruptError(f"checkpoint file {path} is corrupt or truncated "
+                                     f"({type(e).__name__}: {e})") from None
 
 
 def _frozen_extra(model: VLSeq2Seq) -> dict[str, torch.Tensor]:
@@ -69,7 +80,7 @@ def save_checkpoint(model: VLSeq2Seq, directory: str | os.PathLike[str], tokeniz
         frozen = {n: t.contiguous().cpu() for n, t in _frozen_extra(model).items()}
         if frozen:
             save_file(frozen, tmp / FROZEN_NAME)
-        config = {"format_version": FORMAT_VERSION, **model.describe(), "libraries": library_versions(),
+        config = {"format_version": FORMAT_VERSION, **model.describe(), "libraries": library_versions(LIBRARIES),
                   "trainable_keys": sorted(trainable), "extra": extra or {}}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
         if tokenizer is not None:
@@ -94,8 +105,8 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"{directory} is not a vlpet checkpoint: {CONFIG_NAME} is missing")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointCorruptError(f"{path} is not valid JSON: {e}") from None
 
 
 def _check_compatible(model: VLSeq2Seq, cfg: dict[str, Any], directory: Path) -> None:
@@ -126,7 +137,7 @@ def load_trainable(model: VLSeq2Seq, directory: str | os.PathLike[str]) -> VLSeq
     cfg = read_config(directory)
     _check_compatible(model, cfg, directory)
     params = dict(model.named_parameters())
-    trainable = load_file(directory / TRAINABLE_NAME)
+    trainable = load_tensors(directory / TRAINABLE_NAME)
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(trainable) != expected:
         missing, unexpected = sorted(expected - set(trainable)), sorted(set(trainable) - expected)
@@ -137,7 +148,7 @@ def load_trainable(model: VLSeq2Seq, directory: str | os.PathLike[str]) -> VLSeq
     tensors: dict[str, torch.Tensor] = dict(trainable)
     frozen_path = directory / FROZEN_NAME
     if frozen_path.is_file():
-        frozen = load_file(frozen_path)
+        frozen = load_tensors(frozen_path)
         rows = frozen.pop("added_vocab_rows", None)
         tensors.update(frozen)
         if rows is not None:

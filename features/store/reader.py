@@ -3,10 +3,17 @@
 Lookups are O(1) (dicts built once per process from the snapshot index). Segment files are mapped lazily,
 on first use, and the maps are per process: after a ``fork`` (DataLoader workers) the reader sees the pid
 change and reopens its maps in the child; pickling (``spawn``) carries only the store path and snapshot id.
+
+Readers verify what they hand out: a segment's bytes are hashed against its name (its sha256, which the
+snapshot manifest records) when the segment is first mapped in a process, so a flipped or truncated byte
+stops the caller with a ``CorruptionError`` naming the segment instead of feeding wrong features to training.
+One sha256 pass over each segment per process (the pages it reads are the ones training reads next).
+``verify=False`` (or ``VERIFY_ON_MAP = False``) skips it, for measuring what it costs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -15,11 +22,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import QuarantinedError, StoreError
+from .errors import CorruptionError, QuarantinedError, StoreError
 from .layout import INDEX, Layout
 from .segment import Segment, numpy_view
 from .snapshot import OK, QuarantineRecord, SnapshotInfo, read_index_table
 from .spec import StoreSpec
+
+VERIFY_ON_MAP = True  # the default of SnapshotReader(verify=...)
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()  # (path, dev, inode, size, mtime_ns) checked in this process
+_VERIFIED_LOCK = threading.Lock()
+
+
+def check_segment_file(path: Path, expected_sha: str, expected_bytes: int | None, snapshot_id: str,
+                       root: Path) -> None:
+    """Hash a committed segment file once per process and compare it with the sha256 (and size) the snapshot
+    records; ``CorruptionError`` naming the segment and the way out when they differ."""
+    st = path.stat()  # FileNotFoundError: the caller reports a missing segment
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    fix = (f"run `vlpet store verify {root}` to list every damaged segment, then restore the store from a "
+           f"backup or extract again into a new store (`vlpet extract --media ... --store NEW`)")
+    if expected_bytes is not None and st.st_size != expected_bytes:
+        raise CorruptionError(f"segment {path.name} of snapshot {snapshot_id} in {root} has {st.st_size} bytes, "
+                              f"the snapshot recorded {expected_bytes} (truncated or overwritten); {fix}")
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    if h.hexdigest() != expected_sha:
+        raise CorruptionError(f"segment {path.name} of snapshot {snapshot_id} in {root} does not match its "
+                              f"checksum (sha256 {h.hexdigest()}, recorded {expected_sha}): its bytes are "
+                              f"corrupt; {fix}")
+    with _VERIFIED_LOCK:
+        _VERIFIED.add(key)
 
 
 @dataclass(frozen=True)
@@ -43,21 +79,23 @@ class SnapshotReader:
     segment files (no copy); ``get_many`` stacks fixed-shape samples into one new array, and returns a list
     of views for ragged ones."""
 
-    def __init__(self, root: str | os.PathLike, spec: StoreSpec, info: SnapshotInfo):
+    def __init__(self, root: str | os.PathLike, spec: StoreSpec, info: SnapshotInfo, *, verify: bool | None = None):
         self.root = Path(root)
         self.spec = spec
         self.snapshot = info
+        self.verify = VERIFY_ON_MAP if verify is None else verify
         self._index_loaded = False
         self._maps_pid: int | None = None
         self._segments: list[Segment | None] = []
         self._lock = threading.Lock()
+        self._warm_streak = self._batches = 0
 
     # --- pickling / fork -----------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
-        return {"root": self.root, "spec": self.spec, "snapshot": self.snapshot}
+        return {"root": self.root, "spec": self.spec, "snapshot": self.snapshot, "verify": self.verify}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["root"], state["spec"], state["snapshot"])
+        self.__init__(state["root"], state["spec"], state["snapshot"], verify=state.get("verify"))
 
     def _load_index(self) -> None:
         table = read_index_table(self.snapshot.path / INDEX)
@@ -81,6 +119,7 @@ class SnapshotReader:
         self._seg_names = sorted({s for s in segs if s is not None})
         pos = {s: k for k, s in enumerate(self._seg_names)}
         self._seg = np.array([pos[s] if s is not None else -1 for s in segs], dtype=np.int64)
+        self._ok = np.array([st == OK for st in status], dtype=bool)
         self._ok_ids = [m for m, st in zip(ids, status, strict=True) if st == OK]
         self._index_loaded = True
 
@@ -104,12 +143,30 @@ class SnapshotReader:
                     name = self._seg_names[k]
                     path = Layout(self.root).segment(name)
                     try:
+                        if self.verify:
+                            rec = self.snapshot.segments.get(name) or {}
+                            check_segment_file(path, rec.get("sha256", name), rec.get("bytes"), self.snapshot.id,
+                                               self.root)
                         seg = Segment(path, self.spec)
                     except FileNotFoundError as e:
                         raise StoreError(f"segment {name} of snapshot {self.snapshot.id} is missing from "
                                          f"{path.parent} (garbage-collected or deleted?)") from e
                     self._segments[k] = seg
         return seg
+
+    def check_segments(self, media_ids: Iterable[str] | None = None) -> int:
+        """Map (and so verify, see the module docstring) every segment holding the features of ``media_ids``
+        (default: every usable sample); returns how many. Task-table builds call it so a corrupt store stops
+        the build, not a training run hours later."""
+        self._ensure()
+        if media_ids is None:
+            ks = {int(k) for k in self._seg if k >= 0}
+        else:
+            ks = {int(self._seg[i]) for i in (self._by_id[m] for m in media_ids if m in self._by_id)
+                  if self._seg[i] >= 0}
+        for k in sorted(ks):
+            self._segment(k)
+        return len(ks)
 
     def close(self) -> None:
         """Drop the maps (views already handed out stay valid: they keep their buffers alive)."""
@@ -153,10 +210,28 @@ class SnapshotReader:
 
     def get_many(self, media_ids: Sequence[str], out: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
         """Fixed shape: one new ``(n, *shape)`` array (or filled into ``out``); ragged: a list of views."""
-        return self._many([self._pos(m) for m in media_ids], out)
+        self._ensure()
+        by_id = self._by_id
+        try:
+            pos = [by_id[m] for m in media_ids]
+        except KeyError:
+            pos = [self._pos(m) for m in media_ids]  # raises the KeyError naming the missing id
+        return self._many(pos, out)
 
     def get_many_by_hash(self, hashes: Sequence[str], out: np.ndarray | None = None):
         return self._many([self._pos_sha(h) for h in hashes], out)
+
+    def prefetch(self, media_ids: Sequence[str]) -> int:
+        """Start reading the features of ``media_ids`` that are not in memory yet, without waiting (a loader
+        calls it with the next batch while it serves this one: the disk sees many requests at once instead
+        of one fault at a time). Unknown or quarantined ids are skipped. Returns the rows it asked for."""
+        self._ensure()
+        pos = [i for i in (self._by_id.get(m) for m in media_ids) if i is not None and self._ok[i]]
+        if not pos:
+            return 0
+        p = np.asarray(pos, dtype=np.int64)
+        segs, rows = self._seg[p], self._row[p]
+        return sum(self._segment(int(k)).prefetch(rows[segs == k]) for k in np.unique(segs))
 
     def _many(self, pos: list[int], out: np.ndarray | None):
         if self.spec.ragged:
@@ -169,15 +244,26 @@ class SnapshotReader:
         if n == 0:
             return out
         p = np.asarray(pos, dtype=np.int64)
-        for i in p:
-            if self._status[i] != OK:
-                raise QuarantinedError(self._ids[i], self._reason[i] or "")
+        bad = np.flatnonzero(~self._ok[p])
+        if bad.size:
+            i = int(p[bad[0]])
+            raise QuarantinedError(self._ids[i], self._reason[i] or "")
         segs = self._seg[p]
         rows = self._row[p]
-        for k in np.unique(segs):
-            sel = np.nonzero(segs == k)[0]
-            out[sel] = self._segment(int(k)).rows(rows[sel])
+        parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
+        if self._should_check_residency():
+            # every segment's cold rows are requested before any copy waits on a read
+            asked = sum(seg.prefetch(rows[sel]) for seg, sel in parts)
+            self._warm_streak = 0 if asked else self._warm_streak + 1
+        for seg, sel in parts:
+            seg.copy_rows(rows[sel], out, sel)
         return out
+
+    def _should_check_residency(self) -> bool:
+        """Residency checks cost a ``mincore`` per row: once 8 batches in a row found everything in memory
+        (a store that fits in the page cache), check every 16th batch only; any cold row resets this."""
+        self._batches += 1
+        return self._warm_streak < 8 or self._batches % 16 == 0
 
     # --- index views ---------------------------------------------------------------------------------------
     def status(self, media_id: str) -> SampleStatus:

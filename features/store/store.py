@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from ..media import MediaItem, check_unique_ids
+from vlpet.provenance import canonical_json, library_versions
+
+from ..media import MediaItem, check_unique_ids, hash_file
 from .errors import (
     CorruptionError,
     IncompleteRunError,
@@ -22,6 +24,8 @@ from .errors import (
     StaleRunError,
     StoreError,
 )
+from .gc import collect
+from .gc import info as store_info
 from .layout import (
     FORMAT,
     INDEX,
@@ -29,6 +33,7 @@ from .layout import (
     MANIFEST,
     RUN_FILE,
     TMP_PREFIX,
+    WRITER_LOCK_FILE,
     Layout,
     check_id,
     create_exclusive,
@@ -36,7 +41,6 @@ from .layout import (
     fsync_dir,
     link_or_copy,
     read_json,
-    sha256_file,
     tmp_name,
 )
 from .reader import SnapshotReader
@@ -52,22 +56,12 @@ from .snapshot import (
     manifest_digest,
     read_index_rows,
 )
-from .spec import StoreSpec, canonical_json
+from .spec import StoreSpec
+from .verify import verify_store
 from .writer import Run, staged_files, staged_name_sha
 
 LIBRARIES = ("numpy", "pyarrow", "zarr", "torch", "torchvision", "open_clip_torch", "decord", "av", "pillow",
              "transformers")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the features (from package metadata; nothing is imported)."""
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _crash_point(name: str) -> None:
@@ -163,7 +157,7 @@ class FeatureStore:
         root = Path(root)
         layout = Layout(root)
         if not layout.store_file.exists():
-            ours = {layout.segments.name, layout.snapshots.name, layout.runs.name, LOCK_FILE}
+            ours = {layout.segments.name, layout.snapshots.name, layout.runs.name, LOCK_FILE, WRITER_LOCK_FILE}
             if root.is_dir():
                 foreign = sorted(n for n in os.listdir(root) if n not in ours and not n.startswith(TMP_PREFIX))
                 if foreign:
@@ -181,13 +175,15 @@ class FeatureStore:
         return cls(root, existing)
 
     @classmethod
-    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None) -> SnapshotReader:
-        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest")."""
+    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None, *,
+                    verify: bool | None = None) -> SnapshotReader:
+        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest"); ``verify`` (default
+        ``reader.VERIFY_ON_MAP``, on) checks each segment's sha256 when it is first mapped in a process."""
         store = cls.open(root)
-        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot))
+        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot), verify=verify)
 
-    def reader(self, snapshot: str | None = None) -> SnapshotReader:
-        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot))
+    def reader(self, snapshot: str | None = None, *, verify: bool | None = None) -> SnapshotReader:
+        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot), verify=verify)
 
     # --- snapshots -----------------------------------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
@@ -305,6 +301,22 @@ class FeatureStore:
                                 f"but the latest is {parent}")
         return Run(self.root, run_id, parent, self.spec, plan)
 
+    @contextlib.contextmanager
+    def writer(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[list[str]]:
+        """Hold the store's writer lock for a whole run (see ``Layout.writer_lock``) and, once it is held,
+        remove the orphan runs of earlier writers that can no longer commit (their parent is not the latest
+        snapshot, or their RUN.json is unreadable). Yields the removed run ids."""
+        from .gc import _remove
+
+        with self.layout.writer_lock(wait=wait, on_wait=on_wait):
+            with self.layout.lock():
+                latest = self.latest()
+                removed = [r["run_id"] for r in self.runs()
+                           if r.get("broken") or r.get("parent") != (latest.id if latest else None)]
+                for run_id in removed:
+                    _remove(self.layout.run_dir(run_id))
+            yield removed
+
     def open_run(self, run_id: str) -> Run:
         """An existing run's staging area (for shard processes that did not plan themselves)."""
         check_id("run id", run_id)
@@ -342,7 +354,7 @@ class FeatureStore:
             segs, errs = staged_files(self.layout.shard_dir(run.run_id, sid))
             for p in segs:
                 name = staged_name_sha(p)
-                actual, _n = sha256_file(p)
+                actual = hash_file(p)
                 if actual != name:
                     raise CorruptionError(f"staged segment {p} does not match its checksum (sha256 {actual}); "
                                           f"delete it and re-run the shard")
@@ -469,7 +481,7 @@ class FeatureStore:
                 "index": {"file": INDEX, "sha256": hashlib.sha256(memoryview(idx)).hexdigest(), "bytes": idx.size,
                           "rows": len(rows)},
                 "segments": {k: {"sha256": k, **v} for k, v in seg_records.items()},
-                "metadata": metadata, "library_versions": library_versions(),
+                "metadata": metadata, "library_versions": library_versions(LIBRARIES),
                 "writer": {"host": platform.node(), "pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else ""},
             }
             manifest["manifest_digest"] = manifest_digest(manifest)
@@ -495,16 +507,10 @@ class FeatureStore:
 
     # --- maintenance ---------------------------------------------------------------------------------------
     def gc(self, keep: Iterable[str] = (), *, keep_latest: bool = True, dry_run: bool = False):
-        from .gc import collect
-
         return collect(self, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
 
     def verify(self, snapshot: str | None = None, *, all_snapshots: bool | None = None):
-        from .verify import verify_store
-
         return verify_store(self, snapshot=snapshot, all_snapshots=all_snapshots)
 
     def info(self) -> dict[str, Any]:
-        from .gc import info
-
-        return info(self)
+        return store_info(self)

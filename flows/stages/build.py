@@ -19,11 +19,11 @@ from flows.stages.core import AbsPath, Artifact, Ref, Stage, StageContext, Stage
 
 def task_splits(task: str) -> tuple[str, ...]:
     """Every split of the paper for ``task`` (train ones, validation, test), by their prepared table names."""
-    from vlpet.train import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS
+    from vlpet.catalog import CATALOG
 
-    if task not in TRAIN_SPLITS:
-        raise ValueError(f"unknown task {task!r}; known: {', '.join(TRAIN_SPLITS)}")
-    return tuple(dict.fromkeys([*TRAIN_SPLITS[task], VAL_SPLITS[task], TEST_SPLITS[task]]))
+    if task not in CATALOG:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(CATALOG)}")
+    return CATALOG[task].splits
 
 
 class BuildParams(StageParams):

@@ -53,6 +53,9 @@ class ExtractParams(StageParams):
         media = Path(self.media)
         if self.media_root is None and media.is_file() and media.parent.parent.name == "tables":
             # A prepared media index (<root>/tables/<dataset>/media.arrow): its paths are relative to <root>/raw.
+            from pipelines.prepare import check_table_set
+
+            check_table_set(media.parent)  # an interrupted prepare's set is not extracted from
             guess = media.parent.parent.parent / "raw"
             if guess.is_dir():
                 object.__setattr__(self, "media_root", str(guess))
@@ -112,7 +115,8 @@ def _in_process(params: ExtractParams, ctx: StageContext) -> dict[str, Any]:
     rep = engine.extract(params.media, params.store, extractor=params.extractor, device=params.device,
                          batch_size=params.batch_size, workers=params.workers, pretrained=params.pretrained,
                          media_root=params.media_root, progress=ctx.option("progress", False),
-                         device_decode=params.device_decode)
+                         device_decode=params.device_decode, wait=ctx.option("wait", True),
+                         on_wait=ctx.option("on_wait"))
     return {**rep.as_dict(), "shards": 1}
 
 
@@ -162,8 +166,9 @@ EXTRACT = Extract()
 
 def run_extract(media: str | os.PathLike[str], store: str | os.PathLike[str], *, force: bool = False,
                 progress: bool = False, shard_executor: ShardExecutor | None = None, shards: int | None = None,
-                **params: Any) -> dict[str, Any]:
-    """The ``extract`` stage through the executor (``ExtractParams`` fields as keywords)."""
+                wait: bool = True, on_wait: Callable[[str], None] | None = None, **params: Any) -> dict[str, Any]:
+    """The ``extract`` stage through the executor (``ExtractParams`` fields as keywords; ``wait``/``on_wait``:
+    what to do when another extraction holds the store's writer lock)."""
     params = {k: str(v) if isinstance(v, os.PathLike) else v for k, v in params.items()}
     return execute(EXTRACT, {"media": str(media), "store": str(store), **params}, force=force, progress=progress,
-                   shard_executor=shard_executor, shards=shards)
+                   shard_executor=shard_executor, shards=shards, wait=wait, on_wait=on_wait)

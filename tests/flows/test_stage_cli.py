@@ -12,14 +12,12 @@ from flows.cli import app
 from flows.stages import task_splits
 from pipelines.tables import read_table
 from pipelines.tasks import open_task_table
-from tests.pipelines.test_tasks_support import shared_build
 
 
-def test_vlpet_build_builds_caches_and_records(tmp_path):
-    base, _ = shared_build()
+def test_vlpet_build_builds_caches_and_records(tmp_path, task_tables):
     root = tmp_path / "data"
-    shutil.copytree(base / "data" / "tables" / "nlvr2", root / "tables" / "nlvr2")
-    store = base / "stores" / "nlvr2"  # fake features for every NLVR2 image (read only here)
+    shutil.copytree(task_tables.root / "tables" / "nlvr2", root / "tables" / "nlvr2")
+    store = task_tables.base / "stores" / "nlvr2"  # fake features for every NLVR2 image (read only here)
     splits = list(task_splits("nlvr2"))[:2]
     args = ["build", "nlvr2", "--store", str(store), "--root", str(root), *(a for s in splits for a in ("--splits", s))]
     runner = CliRunner()
