@@ -120,11 +120,11 @@ def test_dataset_pickles_without_open_maps_for_spawned_workers(task_tables):
     assert again["example_id"] == first["example_id"] and (again["vis"] == first["vis"]).all()
 
 
-def test_batched_examples_match_the_table_and_the_store_in_request_order():
+def test_batched_examples_match_the_table_and_the_store_in_request_order(task_tables):
     from features.store import FeatureStore
     from vlpet.batch import stack_features
 
-    _, paths = shared_build()
+    paths = task_tables.paths
     for task, path in paths.items():
         d = TaskDataset(path, seed=2)
         reader = FeatureStore.open_reader(d.store_path, d.snapshot_id)
@@ -160,13 +160,13 @@ class _SharedFlag:
         return batch, batch.vis_feats.is_shared(), len(vb._RING)
 
 
-def test_worker_batches_come_through_a_reused_shared_memory_ring():
+def test_worker_batches_come_through_a_reused_shared_memory_ring(task_tables, task_tokenizer):
     from pipelines.tasks import MultiTaskDataset
 
-    _, paths = shared_build()
+    paths = task_tables.paths
     data = MultiTaskDataset({t: TaskDataset(p) for t, p in paths.items()})
     sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(tiny_tokenizer()),
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer),
                                          num_workers=2)
     got = [(b, flag, slots) for b, flag, slots in loader]
     assert len(got) > 10 and all(flag for _, flag, _ in got)  # written into shared memory by the worker
@@ -174,7 +174,7 @@ def test_worker_batches_come_through_a_reused_shared_memory_ring():
     # len(got) / 2 batches but holds fewer slots than that
     assert 2 * max(slots for _, _, slots in got) < len(got)
     serial = [b for b, _, _ in torch.utils.data.DataLoader(data, batch_sampler=sampler,
-                                                           collate_fn=_SharedFlag(tiny_tokenizer()))]
+                                                           collate_fn=_SharedFlag(task_tokenizer))]
     assert all(torch.equal(a.vis_feats, b.vis_feats) and a.example_ids == b.example_ids
                for a, b in zip(serial, [b for b, _, _ in got], strict=True))
     assert not any(b.vis_feats.is_shared() for b, _, _ in got)  # the consumer holds copies, never ring slots
