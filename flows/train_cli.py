@@ -34,6 +34,9 @@ def train(
     preset: str | None = typer.Option(None, help="a preset name (see `vlpet presets`)"),
     config: Path | None = typer.Option(None, help="a JSON training config instead of a preset"),
     overrides: list[str] = typer.Option([], "--set", help="override a config field: KEY=VALUE (repeatable)"),
+    weights: str | None = typer.Option(None, "--weights", help="official (the config's default: the backbone's "
+                                       "public checkpoint, downloaded into the Hugging Face cache on first use) | "
+                                       "random (random init of the backbone architecture)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     evaluate: bool = typer.Option(True, help="evaluate on the test splits when training ends"),
     replace: bool = typer.Option(False, help="if --out holds a run of another config or data, move it aside "
@@ -42,14 +45,19 @@ def train(
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
     from flows.runs import evaluate_run, load_train_config, train_run
+    from vlpet.hub import WeightsUnavailableError
     from vlpet.train import dist_from_env
 
     try:
-        cfg = load_train_config(preset, config, parse_overrides(overrides))
+        cfg = load_train_config(preset, config, {**parse_overrides(overrides),
+                                                 **({"weights": weights} if weights is not None else {})})
     except (ValueError, ValidationError) as e:
-        raise typer.BadParameter(str(e), param_hint="--preset/--config/--set") from None
+        raise typer.BadParameter(str(e), param_hint="--preset/--config/--set/--weights") from None
     try:
         result = train_run(cfg, data, out, device=device, progress=progress, replace=replace)
+    except WeightsUnavailableError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e), param_hint="--out/--data") from None
     t = result["train"]
