@@ -62,11 +62,14 @@ def demo(
 
     try:
         check_weights(weights)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--weights") from None
+    try:
         # weights that cannot be had, or a backbone without any, stop here: before anything is written
         demo_overrides(scale, demo_backbone(backbone, weights), weights=weights)
         ensure_clip_weights(weights)
     except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--backbone/--weights") from None
+        raise typer.BadParameter(str(e), param_hint="--backbone") from None
     except WeightsUnavailableError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None

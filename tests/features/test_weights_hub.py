@@ -17,28 +17,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.hub_server import COMMIT, HubServer, use_hub
+from tests.hub_server import CLIP_FILE, COMMIT, OPENAI_REPOS, HubServer, tiny_clip, use_hub
 
-REPO, FILE = "timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors"
-# ViT-B/32's vision width and patch (so features stay (49, 768)), everything else minimal.
-TINY_VIT_B32 = {"embed_dim": 32,
-                "vision_cfg": {"image_size": 224, "layers": 1, "width": 768, "patch_size": 32, "mlp_ratio": 1.0},
-                "text_cfg": {"context_length": 77, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}}
+REPO, FILE = OPENAI_REPOS["ViT-B-32"], CLIP_FILE
 
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint():
-    """(bytes of a safetensors checkpoint of the shrunk ViT-B-32, its sha256); open_clip's config is patched
+    """(bytes of a safetensors checkpoint of the shrunk ViT-B-32, its sha256); open_clip's configs are patched
     for the whole module."""
-    import open_clip
-    import torch
-    from safetensors.torch import save
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(open_clip.factory._MODEL_CONFIGS, "ViT-B-32", TINY_VIT_B32)
-        torch.manual_seed(7)
-        model = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True)
-        data = save({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()})
+    with pytest.MonkeyPatch.context() as mp, tiny_clip(mp) as files:
+        data = files["ViT-B-32"]
         yield data, hashlib.sha256(data).hexdigest()
 
 
