@@ -33,10 +33,8 @@ tower, which uses ReLU), so it is part of the identity.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import threading
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
@@ -45,7 +43,7 @@ from typing import Any
 
 import torch
 
-from vlpet.hub import HubFile, WeightsUnavailableError, check_weights, hub_file
+from vlpet.hub import HubFile, WeightsUnavailableError, check_weights, hub_file, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -184,26 +182,9 @@ def open_clip_version() -> str:
         return str(getattr(open_clip, "__version__", "unknown"))
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-_SHA_LOCK = threading.Lock()
-
-
-def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    with _SHA_LOCK:
-        if key in _SHA_CACHE:
-            return _SHA_CACHE[key]
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        while chunk := f.read(chunk_size):
-            h.update(chunk)
-    digest = h.hexdigest()
-    with _SHA_LOCK:
-        _SHA_CACHE[key] = digest
-    return digest
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process (``vlpet.hub``'s)."""
+    return sha256_of(path)
 
 
 def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,12 +65,27 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+_SHA_LOCK = threading.Lock()
+
+
 def sha256_of(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process (weights files are
+    hundreds of MB and are hashed when fetched and again when loaded)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_size, st.st_mtime_ns)
+    with _SHA_LOCK:
+        if key in _SHA_CACHE:
+            return _SHA_CACHE[key]
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(p, "rb") as f:
         while chunk := f.read(chunk_size):
             h.update(chunk)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    with _SHA_LOCK:
+        _SHA_CACHE[key] = digest
+    return digest
 
 
 def unavailable_message(repo_id: str, filename: str, reason: str, *, fetch_name: str, alternative: str,
