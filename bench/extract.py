@@ -5,7 +5,7 @@ shapes, as photos compress) and short H.264 mp4s. Figures (CPU fp32, all cores, 
 weights do not change the cost):
 - ``model_only_img_s``: the same extractor, batch and precision on pre-decoded, pre-resized tensors;
 - ``pipeline_img_s``: the whole engine, JPEG files on disk to a committed store (model already built);
-- ``baseline_img_s``: VL-Adapter's recipe re-implemented minimally (DATA_SPEC §3): PIL decode, one image
+- ``baseline_img_s``: VL-Adapter's recipe re-implemented minimally (docs/data.md §3): PIL decode, one image
   per forward, one ``.h5`` per image (h5py);
 - ``efficiency`` = pipeline / model_only (target >= 0.90 on the CPU), ``speedup_vs_baseline``;
 - ``noop_over_cold``: an unchanged re-run over the cold run (target <= 0.02); ``add5_over_cold``: the

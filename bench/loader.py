@@ -8,6 +8,11 @@ difference is the I/O path. Each configuration runs a cold first pass (page cach
 
 ``us_per_sample`` = time per sample minus a plain memcpy of that sample's features (the floor any loader pays).
 
+The store runs twice: with the readers' segment verification (each segment's sha256 checked once per process
+when first mapped, the default) and without (``VERIFY_ON_MAP = False``); ``verify_over_noverify`` is the ratio
+of their rates (the hashing is paid in the cold pass; warm passes should not see it). Warm passes of the
+configurations are interleaved, so a change in the machine's load during the run hits all of them alike.
+
 Measured (this 2-core CPU box, two runs of ``--n 1000``; noise on this shared machine is up to ~2x):
 workers=0: store 7.3-13.0k samples/s cold / 15.6-17.8k warm vs h5 1.8-2.0k / 2.0k (x4.1-6.6 cold, x7.9-9.0
 warm), 47-54 us/sample beyond the ~10 us memcpy (h5: ~495 us); workers=2: store 3.3-3.5k / 4.0-4.3k vs h5
@@ -38,6 +43,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+import features.store.reader as reader_mod
 from features.media import MediaItem
 from features.store import FeatureStore, StoreSpec
 from pipelines.tables.arrow_io import write_table
@@ -191,28 +197,47 @@ def main(argv: list[str] | None = None) -> int:
         h5_files = sorted(h5_dir.glob("*.h5"))
         mt = MultiTaskDataset({t: TaskDataset(p) for t, p in tables.items()})
         h5 = H5Dataset(tables, h5_dir)
+
+        def fresh_store(verify: bool) -> MultiTaskDataset:
+            """New readers with segment verification on or off; "on" starts with nothing verified yet."""
+            reader_mod.VERIFY_ON_MAP = verify
+            reader_mod._VERIFIED.clear()
+            return MultiTaskDataset({t: TaskDataset(p) for t, p in tables.items()})
+
         sizes = mt.sizes()
         bs = task_batch_sizes(a.batch, list(sizes))
         copy_us = memcpy_us(a.feat)
         results: dict[str, Any] = {"n_images": a.n, "feat": a.feat, "batch_sizes": bs, "memcpy_us": round(copy_us, 2)}
         for workers in a.workers:
             row: dict[str, Any] = {}
-            for name, data, files in (("store", mt, store_files), ("h5", h5, h5_files)):
-                loader = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
+            configs = (("store", "verify-on", store_files), ("store_noverify", "verify-off", store_files),
+                       ("h5", h5, h5_files))
+            loaders = {}
+            for name, data, files in configs:  # cold passes one after the other (the readers open here) ...
+                if isinstance(data, str):
+                    data = fresh_store(data == "verify-on")
+                loaders[name] = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
                 evict(files)
-                cold_s, n, first_s = one_pass(loader, 0)
-                warm = [one_pass(loader, e) for e in range(1, 1 + a.warm_passes)]
-                warm_rate = max(m / s for s, m, _ in warm)
-                row[name] = {"cold_samples_s": n / cold_s, "warm_samples_s": warm_rate, "first_batch_s": first_s}
-                del loader
+                cold_s, n, first_s = one_pass(loaders[name], 0)
+                row[name] = {"cold_samples_s": n / cold_s, "first_batch_s": first_s, "warm": []}
+            for e in range(1, 1 + a.warm_passes):  # ... warm passes interleaved, so load drift hits all alike
+                for name in loaders:
+                    s_, m, _ = one_pass(loaders[name], e)
+                    row[name]["warm"].append(m / s_)
+            for name in loaders:
+                row[name]["warm_samples_s"] = max(row[name].pop("warm"))
+            del loaders
             for phase in ("cold", "warm"):
                 s, h = row["store"][f"{phase}_samples_s"], row["h5"][f"{phase}_samples_s"]
                 results[f"w{workers}_{phase}"] = {
                     "samples_s": round(s, 1), "h5_samples_s": round(h, 1), "speedup_vs_h5": round(s / h, 2),
                     "us_per_sample": round(1e6 / s - copy_us, 1), "h5_us_per_sample": round(1e6 / h - copy_us, 1)}
                 results[f"w{workers}_first_batch_s"] = {k: round(row[k]["first_batch_s"], 3) for k in ("store", "h5")}
-                print(f"workers={workers} {phase}: store {s:,.0f} samples/s, h5 {h:,.0f} samples/s, "
-                      f"x{s / h:.2f}", flush=True)
+                off = row["store_noverify"][f"{phase}_samples_s"]
+                results[f"w{workers}_{phase}"].update(noverify_samples_s=round(off, 1),
+                                                      verify_over_noverify=round(s / off, 3))
+                print(f"workers={workers} {phase}: store {s:,.0f} samples/s (segment verification on; off: "
+                      f"{off:,.0f}, ratio {s / off:.3f}), h5 {h:,.0f} samples/s, x{s / h:.2f}", flush=True)
         print(json.dumps(results))
     finally:
         if a.dir is None:

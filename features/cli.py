@@ -16,7 +16,15 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 store_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Feature stores: inspect (info), check integrity (verify), garbage-collect (gc).")
+                        help="Feature stores: inspect (info), list quarantined files (errors), check integrity "
+                             "(verify), garbage-collect (gc).")
+
+
+def debug_enabled() -> bool:
+    """``vlpet --debug ...``: show tracebacks of bad-input errors instead of one clear line."""
+    import os
+
+    return os.environ.get("VLPET_DEBUG", "") not in ("", "0")
 
 
 def _human(n: int) -> str:
@@ -68,6 +76,30 @@ def info(
     for r in doc["runs"]:
         console.print(f"run {r['run_id']} (parent {r['parent']}, shards {r['shards']}, {_human(r['bytes'])})"
                       f"{' stale: gc removes it' if r['stale'] else ' in progress or interrupted'}")
+
+
+@store_app.command("errors")
+def errors(
+    path: Path = typer.Argument(..., help="the store directory"),
+    snapshot: str | None = typer.Option(None, "--snapshot", help="snapshot id (default: the latest)"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON list of objects"),
+) -> None:
+    """The quarantined files of a snapshot (media id, path, sha256, reason): what extraction could not use."""
+    from dataclasses import asdict
+
+    from features.store import FeatureStore, StoreError
+
+    try:
+        records = FeatureStore.open_reader(path, snapshot).errors()
+    except StoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    if as_json:
+        typer.echo(json.dumps([asdict(r) for r in records]))
+        return
+    for r in records:
+        typer.echo(f"{r.rel_path}\t{r.sha256[:12]}\t{r.reason}")
+    typer.echo(f"{len(records)} quarantined file(s) in {path}", err=True)
 
 
 @store_app.command("verify")
@@ -140,30 +172,42 @@ def extract(
     media_root: Path = typer.Option(None, help="with a media index: the folder its rel_paths are relative to"),
     device_decode: bool = typer.Option(False, help="decode JPEGs in batches on the device (nvJPEG on a GPU); "
                                        "a separate store spec (its resize differs slightly from PIL's)"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="exit with an error instead of waiting when another "
+                                 "extraction is writing to the store"),
 ) -> None:
     """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
     from features.engine import extract as run_extract
+    from features.store import StoreError
     from vlpet.hub import WeightsUnavailableError
+
+    def waiting(holder: str) -> None:
+        typer.echo(f"waiting: another extraction is writing to {store} ({holder}); this run starts when it ends "
+                   f"(--no-wait to exit instead)", err=True)
 
     try:
         report = run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size,
                              workers=workers, pretrained=pretrained, media_root=media_root,
-                             device_decode=device_decode, weights=weights)
-    except (ValueError, KeyError, FileNotFoundError, WeightsUnavailableError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+                             device_decode=device_decode, wait=not no_wait, on_wait=waiting, weights=weights)
+    except (ValueError, KeyError, FileNotFoundError, StoreError, WeightsUnavailableError) as e:
+        if debug_enabled():
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        typer.echo(f"error: {msg}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"{report.extractor} on {report.device}: {report.items} media, {report.extracted} extracted, "
                f"{report.reused} reused, {report.deleted} deleted, {len(report.quarantined)} quarantined; "
                f"{report.seconds:.1f} s ({report.items_per_s:.1f}/s)")
     for q in report.quarantined:
         typer.echo(f"  quarantined {q.get('rel_path')} ({str(q.get('sha256', ''))[:12]}): {q.get('reason')}")
+    for r in report.refused:
+        typer.echo(f"  refused {r['rel_path']}: {r['reason']}")
     if report.random_init:
         typer.echo("  WARNING: random-init weights (--weights random): features are not CLIP's")
     typer.echo(f"snapshot {report.snapshot} (content {str(report.content_digest)[:16]}) in {report.store}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``extract`` and the ``store`` sub-app (info, verify, gc) to ``app``."""
+    """Add ``extract`` and the ``store`` sub-app (info, errors, verify, gc) to ``app``."""
     app.command()(extract)
     app.add_typer(store_app, name="store")
 

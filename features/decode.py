@@ -64,12 +64,15 @@ Videos (:func:`read_video_frames`)
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
+import re
+import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -113,6 +116,73 @@ class BadMediaError(Exception):
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "reason": self.reason, "detail": self.detail}
+
+    def stable_reason(self) -> str:
+        """``"<reason>: <detail>"`` without the file's location or object addresses: what a store records, so
+        the same bytes quarantined from any folder give the same snapshot digest."""
+        detail = stable_detail(self.detail, self.path)
+        return f"{self.reason}: {detail}" if detail else self.reason
+
+
+_OBJECT_REPR = re.compile(r"<[A-Za-z_][\w.]* object at 0x[0-9a-fA-F]+>")
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+
+
+def stable_detail(text: str, *paths: str | os.PathLike[str] | None) -> str:
+    """``text`` with each of ``paths`` (and its resolved form) replaced by ``<file>`` and object reprs and
+    memory addresses masked: a message that is a function of the bytes, not of where they live."""
+    out = str(text)
+    for p in paths:
+        if not p or os.fspath(p) == "<bytes>":
+            continue
+        for form in sorted({os.fspath(p), os.path.abspath(p), os.path.realpath(p)}, key=len, reverse=True):
+            out = out.replace(form, "<file>")
+    out = _OBJECT_REPR.sub("<object>", out)
+    return _ADDRESS.sub("0x…", out).strip()
+
+
+@contextlib.contextmanager
+def captured_native_stderr(sink: list[str]) -> Iterator[None]:
+    """Redirect file descriptor 2 (where libav/ffmpeg, decord and libjpeg print) into a temporary file for the
+    block, then append what was written to ``sink``: native decoder noise becomes part of a quarantine reason
+    instead of interleaving with the progress bar. Python-level ``sys.stderr`` writes go there too meanwhile."""
+    import sys
+
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (some embedded interpreters): nothing to capture
+        yield
+        return
+    tmp = _capture_file()
+    tmp.seek(0)
+    tmp.truncate()
+    os.dup2(tmp.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        text = tmp.read(8192).decode("utf-8", "replace").strip()
+        if text:
+            sink.append(text)
+
+
+_CAPTURE: dict[int, Any] = {}
+
+
+def _capture_file() -> Any:
+    """One anonymous temporary file per process (reused: a decode per image must not create a file each time)."""
+    pid = os.getpid()
+    f = _CAPTURE.get(pid)
+    if f is None:
+        _CAPTURE.clear()  # a forked child must not share its parent's file offset
+        f = _CAPTURE[pid] = tempfile.TemporaryFile()
+    return f
 
 
 # --------------------------------------------------------------------------------------------------------------- images

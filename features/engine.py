@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from features.decode import BadMediaError
+from features.decode import BadMediaError, captured_native_stderr, stable_detail
 from features.extractors import Extractor, get_extractor
-from features.media import MediaItem, scan_media
+from features.media import MediaItem, MediaPathError, hash_bytes, hash_file, resolve_inside, scan_media
 from features.store import FeatureStore, StoreSpec
 from features.weights import expected_key
+from vlpet.hub import WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 VIDEO_CHUNK_FRAMES = 64  # frames per forward for videos, as the HERO extractor
@@ -50,6 +51,7 @@ class ExtractReport:
     reused: int
     deleted: int
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    refused: list[dict[str, str]] = field(default_factory=list)  # files not taken (outside the media root)
     seconds: float = 0.0
     model_seconds: float = 0.0
     items_per_s: float = 0.0
@@ -67,7 +69,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_batch_size(extractor: Extractor) -> int:
-    """CPU: 8 (RN101 with channels_last peaks there, STACK.md); GPU: 128 images or 4 videos."""
+    """CPU: 8 (RN101 with channels_last peaks there, docs/operations.md); GPU: 128 images or 4 videos."""
     if extractor.device.type == "cuda":
         return 128 if extractor.kind == "image" else 4
     return 8 if extractor.kind == "image" else 2
@@ -99,8 +101,16 @@ def jpeg_for_device(data: bytes, max_pixels: int | None) -> bool:
         return False
 
 
+HASH_MISMATCH = "hash-mismatch"
+
+
 class _DecodeDataset(Dataset):
     """Decode + preprocess one item in a worker; failures come back as a reason, not an exception.
+
+    Every file is hashed from the bytes that are decoded (images: decoded from that very buffer; videos: hashed
+    in one streaming pass before decoding); when they do not hash to the item's sha256 the item comes back as
+    ``HASH_MISMATCH`` with the actual hash, and nothing is stored under a hash that does not name those bytes.
+    Native decoder output (libav, decord) is captured into the reason, never printed.
 
     With ``device_decode``, JPEGs that pass ``jpeg_for_device`` come back as raw bytes (flag True) for the
     main process to decode in one batched call on the device."""
@@ -115,50 +125,127 @@ class _DecodeDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, bool]:
         item = self.items[i]
+        path = self.root / item.rel_path
+        if self.extractor.kind != "image":
+            return (*self._decode(i, item), False)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return i, None, f"unreadable: {type(e).__name__}: {stable_detail(str(e), path)}", False
+        actual = hash_bytes(data)
+        if actual != item.sha256:
+            return i, None, f"{HASH_MISMATCH}: {actual}", False
         if self.device_decode:
-            data = (self.root / item.rel_path).read_bytes()
             opts = getattr(self.extractor, "decode_options", None)
             if jpeg_for_device(data, getattr(opts, "max_pixels", None)):
                 return i, torch.frombuffer(bytearray(data), dtype=torch.uint8), None, True
-        return (*self._decode(i, item), False)
+        return (*self._decode(i, item, data), False)
 
-    def _decode(self, i: int, item: MediaItem) -> tuple[int, torch.Tensor | None, str | None]:
+    def _decode(self, i: int, item: MediaItem, data: bytes | None = None
+                ) -> tuple[int, torch.Tensor | None, str | None]:
+        path = self.root / item.rel_path
+        native: list[str] = []
         try:
-            x = self.extractor.preprocess(self.extractor.decode(self.root / item.rel_path), as_uint8=True)
+            if data is None:
+                if self.extractor.kind == "image":
+                    data = path.read_bytes()
+                    actual = hash_bytes(data)
+                else:
+                    actual = hash_file(path)
+                if actual != item.sha256:
+                    return i, None, f"{HASH_MISMATCH}: {actual}"
+            with captured_native_stderr(native):
+                x = self.extractor.preprocess(self.extractor.decode(data if data is not None else path),
+                                              as_uint8=True)
             if x.shape[0] == 0:
-                return i, None, "no frames could be sampled"
+                return i, None, "no-frames: no frames could be sampled"
             return i, x, None
         except BadMediaError as e:
-            return i, None, str(e)
+            reason = e.stable_reason()
+        except OSError as e:
+            reason = f"unreadable: {type(e).__name__}: {stable_detail(str(e), path)}"
         except Exception as e:
-            return i, None, f"{type(e).__name__}: {e}"
+            reason = f"error: {type(e).__name__}: {stable_detail(str(e), path)}"
+        if native:
+            reason += " [decoder output: " + stable_detail(" | ".join(native), path)[:1000] + "]"
+        return i, None, reason
 
 
 def _collate(batch: list) -> list:
     return batch
 
 
-def load_media_items(media: str | os.PathLike[str], kind: str, media_root: str | os.PathLike[str] | None = None
-                     ) -> tuple[Path, list[MediaItem]]:
-    """A folder (searched recursively, hashed) or a media index (Arrow IPC with media_id, rel_path,
-    sha256, kind, size; paths relative to ``media_root``, default the index's folder)."""
+class MediaIndexError(ValueError):
+    """A media index row that cannot be trusted: its path leaves the media root, its file is missing, or its
+    size or sha256 does not describe the file's bytes."""
+
+
+def _index_problems(root: Path, rows: list[dict[str, Any]], source: Path) -> list[str]:
+    """What is wrong with each row (path confinement, existence, size), as messages naming the row."""
+    problems = []
+    for n, r in enumerate(rows):
+        where = f"{source} row {n} (media_id {r['media_id']!r}, rel_path {r['rel_path']!r})"
+        try:
+            path = resolve_inside(root, r["rel_path"])
+        except MediaPathError as e:
+            problems.append(f"{where}: {e}")
+            continue
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{where}: no such file under the media root {root}")
+            continue
+        if size != int(r["size"]):
+            problems.append(f"{where}: the index says {r['size']} bytes, the file has {size}")
+    return problems
+
+
+def load_media_items(media: str | os.PathLike[str], kind: str, media_root: str | os.PathLike[str] | None = None,
+                     refused: list[tuple[str, str]] | None = None) -> tuple[Path, list[MediaItem]]:
+    """A folder (searched recursively, hashed; files of ``kind`` only, symlinks leaving it go to ``refused``)
+    or a media index (Arrow IPC with media_id, rel_path, sha256, kind, size; paths relative to ``media_root``,
+    default the index's folder). Index rows are checked here (path inside the root, file present, size) and
+    their sha256 when the bytes are read for extraction; a row that fails is refused with ``MediaIndexError``."""
     path = Path(media)
     if path.is_dir():
-        items = [it for it in scan_media(path) if it.kind == kind]
+        items = scan_media(path, kind=kind, refused=refused)  # type: ignore[arg-type]
         return path, items
     if path.is_file():
         import pyarrow as pa
 
-        with pa.memory_map(str(path)) as src:
-            table = pa.ipc.open_file(src).read_all()
+        try:
+            with pa.memory_map(str(path)) as src:
+                table = pa.ipc.open_file(src).read_all()
+        except pa.ArrowInvalid as e:
+            raise MediaIndexError(f"{path} is not a media index (an Arrow IPC file): {e}") from None
         missing = {"media_id", "rel_path", "sha256", "kind", "size"} - set(table.column_names)
         if missing:
-            raise ValueError(f"{path} is not a media index: columns {sorted(missing)} are missing")
+            raise MediaIndexError(f"{path} is not a media index: columns {sorted(missing)} are missing")
         root = Path(media_root) if media_root else path.parent
-        items = [MediaItem(r["media_id"], r["rel_path"], r["sha256"], r["kind"], int(r["size"]))
-                 for r in table.to_pylist() if r["kind"] == kind]
+        rows = [r for r in table.to_pylist() if r["kind"] == kind]
+        problems = _index_problems(root, rows, path)
+        if problems:
+            raise MediaIndexError(f"{len(problems)} media index row(s) refused; fix or rebuild the index:\n  "
+                                  + "\n  ".join(problems[:10]) + ("\n  ..." if len(problems) > 10 else ""))
+        try:
+            items = [MediaItem(r["media_id"], r["rel_path"], r["sha256"], r["kind"], int(r["size"])) for r in rows]
+        except ValueError as e:
+            raise MediaIndexError(f"{path}: {e}") from None
         return root, sorted(items, key=lambda it: it.media_id)
     raise FileNotFoundError(f"{media}: no such folder or media index")
+
+
+def refuse_mismatches(mismatched: Sequence[tuple[MediaItem, str]]) -> None:
+    """Raise ``MediaIndexError`` naming every item whose bytes do not hash to the sha256 it was planned under
+    (a stale media index, or a file rewritten during the run); nothing was stored for them."""
+    if not mismatched:
+        return
+    lines = [f"{it.rel_path} (media_id {it.media_id!r}): expected sha256 {it.sha256}, "
+             + (why if why.startswith("but ") else f"the file's bytes hash to {why}") for it, why in mismatched[:10]]
+    raise MediaIndexError(f"{len(mismatched)} media file(s) do not match the hash they were listed with, so their "
+                          "features were not stored (the other files' are staged and reused by the next run); "
+                          "rebuild the media index (or re-run on the folder):\n  " + "\n  ".join(lines)
+                          + ("\n  ..." if len(mismatched) > 10 else ""))
 
 
 def store_spec(extractor: Extractor, device_decode: bool = False) -> StoreSpec:
@@ -218,7 +305,7 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     done = set(run.done_hashes())
     batches = [list(range(s, min(s + bs, len(items)))) for s in range(0, len(items), bs)][k::n]
     todo = [b for b in batches if not all(items[i].sha256 in done for i in b)]
-    counts = {"extracted": 0, "quarantined": 0, "model_seconds": 0.0}
+    counts: dict[str, Any] = {"extracted": 0, "quarantined": 0, "model_seconds": 0.0, "mismatched": []}
     if not todo:
         writer.close()
         return counts
@@ -244,9 +331,11 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
                 batch.sort(key=lambda b: b[0])
             good = [(i, x.to(extractor.device)) for i, x, err in batch if err is None]
             for i, _, err in batch:
-                if err is not None and writer.add_error(items[i], err):
-                    counts["quarantined"] += 1
-                    log.warning("quarantined %s (%s): %s", items[i].rel_path, items[i].sha256[:12], err)
+                if err is not None and err.startswith(HASH_MISMATCH + ":"):
+                    counts["mismatched"].append((items[i], err.split(":", 1)[1].strip()))
+                elif err is not None and writer.add_error(items[i], err):
+                    counts["quarantined"] += 1  # reported once, by the caller (the CLI lists the snapshot's)
+                    log.debug("quarantined %s (%s): %s", items[i].rel_path, items[i].sha256[:12], err)
             t = time.perf_counter()
             if extractor.kind == "image" and good:
                 feats = _forward(extractor, torch.cat([x for _, x in good]))
@@ -263,33 +352,82 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     return counts
 
 
+class WeightsLoadError(ValueError):
+    """The weights a ``--pretrained`` value names cannot be loaded (not a checkpoint, truncated, wrong model)."""
+
+
+def _load_weights(ex: Extractor) -> Any:
+    """Build the extractor's model and return its weights identity; a weights file that does not load is a
+    ``WeightsLoadError`` naming it (torch/open_clip raise unpickling or runtime errors that do not)."""
+    try:
+        return ex.identity
+    except (ValueError, FileNotFoundError, WeightsUnavailableError):
+        raise
+    except Exception as e:
+        raise WeightsLoadError(f"--pretrained {ex.pretrained}: cannot load {ex.model_name} weights from it "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); pass an open_clip "
+                               f"checkpoint of that model, an open_clip tag, or nothing for OpenAI's weights") from None
+
+
+def _check_reused_sizes(store: FeatureStore, reused: Sequence[MediaItem]) -> None:
+    """Reused items are not read again; the cheap check that they are what their hash names: the file's size
+    (checked against the item when it was listed) must be the size the store recorded for that hash. A stale
+    index listing a file under another file's hash is refused here instead of silently getting its features."""
+    latest = store.latest()
+    if latest is None or not reused:
+        return
+    known = {r.sha256: r.size for r in store._index_rows(latest)}
+    refuse_mismatches([(it, f"but the store recorded {known[it.sha256]} bytes for that hash and this file has "
+                            f"{it.size}") for it in reused if known.get(it.sha256, it.size) != it.size])
+
+
 def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
             extractor: str | Extractor = "clip-rn101-grid", device: str = "auto", batch_size: int | None = None,
             workers: int | None = None, pretrained: str | None = None, media_root: str | None = None,
             progress: bool = True, flush_rows: int | None = None, device_decode: bool = False,
-            weights: str = "official") -> ExtractReport:
+            wait: bool = True, on_wait: Any = None, weights: str = "official") -> ExtractReport:
     """Extract every new or changed media file under ``media`` into the store at ``store_path`` and commit.
 
     ``weights``: ``official`` (default: OpenAI's CLIP, downloaded on first use, or ``pretrained``) or
     ``random``. The weights are resolved (downloaded) before the store is touched, so weights that cannot be
     had (:class:`vlpet.hub.WeightsUnavailableError`) leave nothing written; a store whose features come from
     other weights is refused (:class:`WeightsMismatchError`).
+    One writer per store: the run holds the store's writer lock from planning to commit; a second writer waits
+    (``on_wait(holder)`` is called once) or, with ``wait=False``, raises ``StoreBusyError``. Runs orphaned by
+    earlier writers are removed once the lock is held.
+
     ``device_decode``: decode JPEGs in batches on the extractor's device (nvJPEG on a GPU) instead of PIL in
     the workers; its resize differs slightly from PIL's, so it is a separate store spec."""
     t0 = time.perf_counter()
     ex = extractor if isinstance(extractor, Extractor) else get_extractor(
         extractor, pretrained=pretrained, device=resolve_device(device), weights=weights)
-    root, items = load_media_items(media, ex.kind, media_root)
+    refused: list[tuple[str, str]] = []
+    root, items = load_media_items(media, ex.kind, media_root, refused)
+    store_path = Path(store_path)
     cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu, weights=ex.weights,
                              seed=ex._load_kwargs.get("seed", 0),
                              cache_dir=ex._load_kwargs.get("cache_dir")) if ex._model is None else None
     if cheap_key is None:
-        cheap_key = ex.identity.key()  # a build is the only way to know: still before the store is touched
+        cheap_key = _load_weights(ex).key()  # a build is the only way to know: still before the store is touched
     refuse_other_weights(store_path, cheap_key)
+    if not (store_path / "STORE.json").exists():
+        _load_weights(ex)  # a new store: load the weights first, so a bad --pretrained leaves no empty store behind
     store = FeatureStore.open_or_create(store_path, store_spec(ex, device_decode))
+    with store.writer(wait=wait, on_wait=on_wait):
+        report = _extract_locked(store, root, items, ex, t0, cheap_key, batch_size=batch_size, workers=workers,
+                                 progress=progress, flush_rows=flush_rows, device_decode=device_decode)
+    report.refused = [{"rel_path": rel, "reason": why} for rel, why in refused]
+    return report
+
+
+def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex: Extractor, t0: float,
+                    cheap_key: str, *, batch_size: int | None, workers: int | None, progress: bool,
+                    flush_rows: int | None, device_decode: bool) -> ExtractReport:
+    store_path = store.root
     latest = store.latest()
     if cheap_key is not None and latest is not None and latest.metadata.get("weights") == cheap_key:
         plan = store.plan(items, weights=cheap_key)
+        _check_reused_sizes(store, plan.reused)
         if not plan.to_extract and not plan.deleted and not plan.changed:
             # Unchanged: the latest snapshot already is the answer; do not even build the model.
             reader = FeatureStore.open_reader(store_path, snapshot=latest.id)
@@ -298,15 +436,17 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
                 content_digest=latest.content_digest(), random_init=bool(latest.metadata.get("random_init")),
                 items=len(items), extracted=0, reused=len(plan.reused), deleted=0,
                 quarantined=[asdict(e) for e in reader.errors()], seconds=round(time.perf_counter() - t0, 3))
-    identity = ex.identity
+    identity = _load_weights(ex)
     if cheap_key != identity.key():
         raise RuntimeError(f"weights key drift: expected {cheap_key}, the loaded model is {identity.key()}")
     if identity.random_init:  # features.weights has already warned loudly; the snapshot records it
         log.debug("%s: random-init weights, recorded in the snapshot metadata", ex.name)
     plan = store.plan(items, weights=identity.key())
+    _check_reused_sizes(store, plan.reused)
     run = store.begin_run(plan=plan)
     counts = extract_shard(store, run, root, plan.to_extract, ex, batch_size=batch_size, workers=workers,
                            progress=progress, flush_rows=flush_rows, device_decode=device_decode)
+    refuse_mismatches(counts["mismatched"])
     snap = store.commit(run, items, metadata={"weights": identity.key(), "random_init": identity.random_init,
                                               "weights_identity": identity.as_dict(), **ex.runtime_params()})
     reader = FeatureStore.open_reader(store_path, snapshot=snap.id)
@@ -392,8 +532,10 @@ def run_extraction_shard(job: ExtractionJob, shard: int, n_shards: int, *, devic
         raise ValueError(f"shard {shard}: this worker computes in {ex.precision} on {ex.device}, but the store "
                          f"{job.store} holds {want} features; run every shard on the same kind of device")
     run = store.open_run(job.run_id)
-    return extract_shard(store, run, Path(job.root), job.to_extract, ex, shard_id=f"{shard}-of-{n_shards}",
-                         batch_size=job.batch_size, workers=workers, progress=progress, shard=(shard, n_shards))
+    counts = extract_shard(store, run, Path(job.root), job.to_extract, ex, shard_id=f"{shard}-of-{n_shards}",
+                           batch_size=job.batch_size, workers=workers, progress=progress, shard=(shard, n_shards))
+    refuse_mismatches(counts.pop("mismatched"))
+    return counts
 
 
 def commit_extraction(job: ExtractionJob) -> str:

@@ -7,13 +7,13 @@ name                   output (per sample, stored float16)                      
 =====================  ==================================================================  =======================
 ``clip-rn101-grid``    ``features`` (49, 2048) = ``visual.layer4`` before attention         VL-Adapter
                        pooling, (2048,7,7) -> (7,7,2048) -> row-major (49,2048);            ``coco_CLIP.py``
-                       optional ``pooled`` (512,) = ``visual.attnpool`` of that grid        (DATA_SPEC §3)
+                       optional ``pooled`` (512,) = ``visual.attnpool`` of that grid        (docs/data.md §3)
 ``clip-vit-b32-grid``  ``features`` (49, 768) last-layer patch tokens after ``ln_post``;
                        ``cls`` (768,) the class token after ``ln_post`` (pre-projection);
                        optional ``pooled`` (512,) = ``cls @ proj`` (= ``encode_image``)
 ``clip-vit-b16-grid``  same with (196, 768) patch tokens
 ``clip-vit-b32-video`` ``features`` (T, 512) = ``encode_image`` (projected CLS, not            HERO / VALUE
-                       L2-normalised) of each frame sampled every 1.5 s                      (DATA_SPEC §4.1)
+                       L2-normalised) of each frame sampled every 1.5 s                      (docs/data.md §4.1)
 =====================  ==================================================================  =======================
 
 Every extractor has ``preprocess(x)`` (CPU tensor ops, batched), ``forward(batch)`` -> the ``features`` tensor
@@ -35,10 +35,10 @@ Preprocessing
 
 Devices
     CPU: float32; ``channels_last`` on by default for RN101 (measured 8.8 vs 7.7 img/s at batch 8 on 2 cores, +14 %;
-    STACK.md saw +15-35 %) and off for the ViTs (17.9 vs 17.9 img/s: their only convolution is the patch
-    embedding). The model's visual tower is converted in place (also an injected ``model``). CUDA: fp16 autocast
-    (the paper ran OpenAI CLIP in fp16), weights stay fp32; outputs are float32 either way. bf16 is never used
-    (3-10x slower on these CPUs).
+    an earlier survey measured +15-35 %, docs/operations.md) and off for the ViTs (17.9 vs 17.9 img/s: their only
+    convolution is the patch embedding). The model's visual tower is converted in place (also an injected
+    ``model``). CUDA: fp16 autocast (the paper ran OpenAI CLIP in fp16), weights stay fp32; outputs are float32
+    either way. bf16 is never used (3-10x slower on these CPUs).
 
 Weights
     ``pretrained`` and ``weights`` go to :func:`features.weights.load_clip`: by default (``pretrained=None``,

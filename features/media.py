@@ -22,7 +22,25 @@ HASH_CHUNK = 1 << 20
 
 
 class DuplicateMediaIdError(ValueError):
-    """Two files under one media root have the same media id (file name without extension)."""
+    """Two files of one kind under one media root have the same media id (file name without extension)."""
+
+
+class MediaPathError(ValueError):
+    """A media path is absolute, climbs out with ``..``, or (through a symlink) resolves outside the media root."""
+
+
+def resolve_inside(root: str | os.PathLike, rel_path: str) -> Path:
+    """``root / rel_path`` with symlinks resolved, refused (``MediaPathError``) unless it stays inside ``root``.
+
+    Symlinks that stay inside the root are fine; anything else would let an index or a link read any file."""
+    rel = Path(rel_path)
+    if not rel_path or rel.is_absolute() or ".." in rel.parts:
+        raise MediaPathError(f"media path {rel_path!r} must be relative to the media root without '..'")
+    base = Path(root).resolve()
+    target = (base / rel).resolve()
+    if not target.is_relative_to(base):
+        raise MediaPathError(f"media path {rel_path!r} resolves outside the media root (a symlink to {target})")
+    return target
 
 
 @dataclass(frozen=True)
@@ -95,13 +113,16 @@ def _norm_ext(ext: str) -> str:
 
 
 def scan_media(root: str | os.PathLike,
-               exts: Iterable[str] | Mapping[str, MediaKind] | None = None) -> list[MediaItem]:
+               exts: Iterable[str] | Mapping[str, MediaKind] | None = None, *, kind: MediaKind | None = None,
+               refused: list[tuple[str, str]] | None = None) -> list[MediaItem]:
     """Every media file under ``root`` (recursive), hashed, sorted by relative path.
 
     ``exts``: the extensions to take (case-insensitive, with or without the dot; default: every known image
     and video extension); a mapping ``{ext: kind}`` also sets the kind, otherwise the kind follows the
-    extension. Hidden files and directories (names starting with ``.``) are skipped. Two files with the same
-    media id (file name without extension) are an error that names both paths.
+    extension; ``kind`` keeps only files of that kind (the others are not even hashed). Hidden files and
+    directories (names starting with ``.``) are skipped. Two files of the same kind with the same media id (file
+    name without extension) are an error that names both paths; an image and a video may share an id. Files that
+    resolve outside ``root`` (symlinks) are skipped and listed in ``refused`` as ``(rel_path, reason)``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -115,6 +136,8 @@ def scan_media(root: str | os.PathLike,
         for e in exts:
             e = _norm_ext(e)
             kinds[e] = kind_of("x" + e)
+    if kind is not None:
+        kinds = {e: k for e, k in kinds.items() if k == kind}
     paths: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -125,23 +148,30 @@ def scan_media(root: str | os.PathLike,
             if p.suffix.lower() in kinds and p.is_file():
                 paths.append((p.relative_to(root).as_posix(), p))
     paths.sort(key=lambda t: t[0])
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     items: list[MediaItem] = []
     for rel, p in paths:
-        mid = p.stem
-        if mid in seen:
-            raise DuplicateMediaIdError(f"duplicate media id {mid!r}: {seen[mid]!r} and {rel!r} (under {str(root)!r})")
-        seen[mid] = rel
-        items.append(MediaItem(media_id=mid, rel_path=rel, sha256=hash_file(p), kind=kinds[p.suffix.lower()],
-                               size=p.stat().st_size))
+        mid, k = p.stem, kinds[p.suffix.lower()]
+        try:
+            p = resolve_inside(root, rel)
+        except MediaPathError as e:
+            if refused is not None:
+                refused.append((rel, f"outside-media-root: {e}"))
+            continue
+        if (k, mid) in seen:
+            raise DuplicateMediaIdError(f"duplicate {k} id {mid!r}: {seen[k, mid]!r} and {rel!r} "
+                                        f"(under {str(root)!r}); rename one of them")
+        seen[k, mid] = rel
+        items.append(MediaItem(media_id=mid, rel_path=rel, sha256=hash_file(p), kind=k, size=p.stat().st_size))
     return items
 
 
 def check_unique_ids(items: Iterable[MediaItem]) -> None:
-    """Raise DuplicateMediaIdError when two items share a media id (naming both paths)."""
-    seen: dict[str, str] = {}
+    """Raise DuplicateMediaIdError when two items of one kind share a media id (naming both paths)."""
+    seen: dict[tuple[str, str], str] = {}
     for it in items:
-        if it.media_id in seen:
+        key = (it.kind, it.media_id)
+        if key in seen:
             raise DuplicateMediaIdError(
-                f"duplicate media id {it.media_id!r}: {seen[it.media_id]!r} and {it.rel_path!r}")
-        seen[it.media_id] = it.rel_path
+                f"duplicate {it.kind} id {it.media_id!r}: {seen[key]!r} and {it.rel_path!r}")
+        seen[key] = it.rel_path

@@ -19,6 +19,17 @@ from vlpet.cli import register as register_model_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="VL-PET: from raw vision-and-language media to an evaluated parameter-efficient model.")
+
+
+@app.callback()
+def _global_options(debug: bool = typer.Option(False, "--debug", help="show the full traceback of an error "
+                                               "(bad input is otherwise reported in one line)")) -> None:
+    import os
+
+    if debug:
+        os.environ["VLPET_DEBUG"] = "1"
+
+
 register_model_commands(app)
 register_pipeline_commands(app)
 register_feature_commands(app)
@@ -28,7 +39,7 @@ register_weights_commands(app)
 
 
 def prefect_env(workdir: Path) -> None:
-    """Prefect settings for a local, serverless run (STACK.md): its state under the workdir, not ``$HOME``;
+    """Prefect settings for a local, serverless run (docs/operations.md): its state under the workdir, not ``$HOME``;
     analytics off; a start-up timeout a loaded 2-core machine meets. Values the user set are kept."""
     import os
 

@@ -283,6 +283,9 @@ def run_extract(media: str | os.PathLike[str], store: str | os.PathLike[str], *,
     media_p = Path(media).expanduser()
     if media_root is None and media_p.is_file() and media_p.parent.parent.name == "tables":
         # A prepared media index (<root>/tables/<dataset>/media.arrow): its paths are relative to <root>/raw.
+        from pipelines.prepare import check_table_set
+
+        check_table_set(media_p.parent)  # an interrupted prepare's set is not extracted from
         guess = media_p.parent.parent.parent / "raw"
         media_root = str(guess) if guess.is_dir() else None
     inputs = _media_input(media_p, media_root, cache)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from features.media import hash_file
 from pipelines.tasks import ConcatTaskDataset, MultiTaskCollator, TaskDataset, multitask_loader, open_task_table
@@ -43,11 +44,31 @@ def load_train_config(preset_name: str | None = None, config_file: str | Path | 
         path = Path(config_file)
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"cannot read training config {path}: {e}") from None
-        data = data.get("train", data)  # a run directory's config.json works too
-        return TrainConfig.model_validate({**data, **(overrides or {})})
-    return preset(preset_name, **(overrides or {}))
+        if isinstance(data, dict) and isinstance(data.get("train"), dict):
+            data = data["train"]  # a run directory's config.json works too
+        if not isinstance(data, dict):
+            raise ValueError(f"training config {path} must be a JSON object of config fields (see `vlpet presets "
+                             f"--json`), not a JSON {type(data).__name__}")
+        try:
+            return TrainConfig.model_validate({**data, **(overrides or {})})
+        except ValidationError as e:
+            raise ValueError(f"training config {path}: {_validation_summary(e)}") from None
+    try:
+        return preset(preset_name, **(overrides or {}))
+    except ValidationError as e:
+        raise ValueError(f"preset {preset_name!r} with --set {dict(overrides or {})}: {_validation_summary(e)}"
+                         ) from None
+
+
+def _validation_summary(e: ValidationError) -> str:
+    """Each pydantic error as "field: message (got value)", one line each."""
+    parts = []
+    for err in e.errors():
+        field = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
+        parts.append(f"field {field!r}: {err.get('msg')} (got {err.get('input')!r})")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -137,8 +158,9 @@ def pretraining_max_length(tasks: Sequence[str]) -> int:
     """Tokens per text in the denoising pre-training: every input position fine-tuning feeds (the tasks'
     ``max_input_len``; video inputs run to ~120 tokens, and a cap of 64 left their question and choices on
     position embeddings that never trained), and never under the 64 the image presets were measured with
-    (their inputs and targets are at most 40 tokens, so it changes nothing for them)."""
-    return max(64, *(TASK_FORMATS[t].max_input_len for t in tasks))
+    (their inputs and targets are at most 40 tokens, so it changes nothing for them). An uncapped input
+    (NLVR2, as upstream) adds no bound of its own: its statements are short and the 64 floor covers them."""
+    return max(64, *(TASK_FORMATS[t].max_input_len or 0 for t in tasks))
 
 
 def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
@@ -243,8 +265,11 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
                 run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
                 log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
             barrier(dist)
-    run_dir.mkdir(parents=True, exist_ok=True)
     datasets = train_datasets(tasks_dir, cfg)
+    for d in datasets.values():  # a corrupt feature store stops the run here, before anything is written
+        for part in getattr(d, "parts", [d]):
+            part.check_features()
+    run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
         backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)
     barrier(dist)
@@ -356,10 +381,13 @@ def evaluate_model(model: Any, tokenizer: Any, cfg: TrainConfig, tasks_dir: Path
         preds = predict(model, tokenizer, loader, device=device, overrides=cfg.generation.get(task),
                         progress=progress)
         examples = eval_examples(ds)
-        res = score_task(task, preds, examples)
+        # the validation rules (video QA: exact match) for the val split, the test rules otherwise
+        role = "val" if which == "val" or (which != "test" and split == cfg.val_splits.get(task)) else "test"
+        res = score_task(task, preds, examples, role=role)
         res.update(split=split, seconds=round(time.perf_counter() - t0, 2), **prediction_spread(preds))
         if baselines:
-            res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples)
+            res["majority_baseline"] = majority_baseline(task, _train_examples(tasks_dir, cfg, task), examples,
+                                                         role=role)
         if predictions_dir is not None:
             _write_json(predictions_dir / f"{task}.{split}.json",
                         [{"example_id": e.example_id, "prediction": preds[e.example_id],
@@ -396,6 +424,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
     notes = _notes(saved)
     summary = json.loads((run_dir / "train_summary.json").read_text()) if (run_dir / "train_summary.json").is_file() \
         else {}
+    if summary:
+        notes.append(selection_note(summary))
     out = {"run": str(run_dir), "split": split, "tasks": metrics, "notes": notes, "train": summary,
            "seconds": round(time.perf_counter() - t0, 2), "device": str(dev)}
     _write_json(run_dir / "metrics.json", out)
@@ -404,6 +434,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
                            "loss.png" if png.is_file() else None)
     write_text_atomic(run_dir / "report.md", text)
     return out
+
+
+def selection_note(summary: Mapping[str, Any]) -> str:
+    """Which model the report evaluates: the best validation average (epoch and step) or the last one."""
+    best = summary.get("best_val")
+    if summary.get("selection") == "best-val" and best:
+        return (f"Evaluated model: best validation average {best['score']:.4f} after epoch {best['epoch'] + 1} of "
+                f"{summary.get('epochs_completed')} (step {best['step']}), as the official video trainer selects.")
+    why = ("no validation score was recorded" if summary.get("selection") == "best-val"
+           else "as the official image trainer keeps")
+    return (f"Evaluated model: the last one (step {summary.get('steps')}, {summary.get('epochs_completed')} epochs), "
+            f"{why}.")
 
 
 def _notes(saved: Mapping[str, Any]) -> list[str]:

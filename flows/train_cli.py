@@ -7,11 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 console = Console()
+
+
+def _debug() -> bool:
+    import os
+
+    return os.environ.get("VLPET_DEBUG", "") not in ("", "0")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -44,21 +49,39 @@ def train(
     progress: bool = typer.Option(True),
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables; works under `torchrun` (DDP)."""
+    from pydantic import ValidationError
+
+    from features.store import StoreError
     from flows.runs import evaluate_run, load_train_config, train_run
+    from vlpet.backbones import check_backbone_name
+    from vlpet.checkpoint import CheckpointCorruptError
     from vlpet.hub import WeightsUnavailableError
     from vlpet.train import dist_from_env
 
+    hint = "--config" if config is not None else "--preset/--set"
     try:
         cfg = load_train_config(preset, config, {**parse_overrides(overrides),
                                                  **({"weights": weights} if weights is not None else {})})
     except (ValueError, ValidationError) as e:
-        raise typer.BadParameter(str(e), param_hint="--preset/--config/--set/--weights") from None
+        raise typer.BadParameter(str(e), param_hint=hint if weights is None else hint + "/--weights") from None
+    try:
+        check_backbone_name(cfg.backbone)
+    except ValueError as e:
+        where = f"{config}: field 'backbone'" if config is not None else "the config's field 'backbone'"
+        raise typer.BadParameter(f"{where}: {e}", param_hint=hint + " (backbone=...)") from None
     try:
         result = train_run(cfg, data, out, device=device, progress=progress, replace=replace)
     except WeightsUnavailableError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except (StoreError, CheckpointCorruptError) as e:
+        if _debug():
+            raise
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     except (ValueError, FileNotFoundError) as e:
+        if _debug():
+            raise
         raise typer.BadParameter(str(e), param_hint="--out/--data") from None
     t = result["train"]
     if not dist_from_env().is_main:

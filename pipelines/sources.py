@@ -1,7 +1,7 @@
 """The registry of dataset sources: every file with its canonical URL, checksum and size where
 published, licence, and a human-readable note for assets that need a form or YouTube.
 
-URLs and checksums come from ``DATA_SPEC.md`` (§1-4, §7-9), which cites the upstream repositories.
+What each file is, its splits and how it is parsed: ``docs/data.md``.
 A file's URL can be redirected two ways, so an institution can point everything at its own copy:
 - a base-URL override per source (``--base-url vqa=https://mirror.example/vqa``): the file's name is
   appended to the override;

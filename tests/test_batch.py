@@ -1,4 +1,4 @@
-"""vlpet.batch: task input/target text exactly as the spec, soft-label sampling, collation to tensors."""
+"""vlpet.batch: task input/target text as docs/data.md §4.3 and §5 describe, soft-label sampling, collation."""
 
 from __future__ import annotations
 
@@ -43,9 +43,26 @@ def test_input_text_matches_the_spec(task, example, expected):
     assert format_input(task_format(task), example) == expected
 
 
+@pytest.mark.parametrize("task", ["tvqa", "how2qa"])
+def test_video_question_is_stripped_as_upstream(task):
+    # upstream writes f"[Q] {datum['q'].strip()}"
+    text = format_input(task_format(task), {"text": " Why? ", "ts": "1-2", "subs": "Hi.", "choices": ["a", "b"]})
+    assert text.startswith("[Subs] Hi. [Q] Why? [TS] (1-2) [Choices]")
+
+
+def test_nlvr2_statement_is_not_truncated(tok):
+    """Upstream: ``tokenizer.encode(f"{prompt}{sent}")`` with no max_length, so a 60-word statement keeps all."""
+    statement = " ".join(["what"] * 60)
+    ex = {"task": "nlvr2", "text": statement, "vis": np.ones((2, 49, 8), dtype=np.float16), "target": "true"}
+    batch = collate([ex], tok, "nlvr2")
+    expected = tok("nlvr: " + statement).input_ids  # upstream's encode: <s> ... </s>, untruncated
+    assert len(expected) >= 62 and expected[-1] == tok.eos_token_id
+    assert batch.input_ids[0].tolist() == expected
+
+
 def test_formats_and_batch_sizes_follow_the_spec():
     assert {t: (f.max_input_len, f.max_target_len) for t, f in TASK_FORMATS.items()} == {
-        "vqa": (20, 10), "gqa": (20, None), "nlvr2": (40, None), "coco": (40, 40),
+        "vqa": (20, 10), "gqa": (20, None), "nlvr2": (None, None), "coco": (40, 40),
         "tvqa": (600, 20), "how2qa": (600, 20), "tvc": (600, 20), "yc2c": (600, 20)}
     tasks = ["vqa", "gqa", "nlvr2", "coco", "tvqa"]
     assert task_batch_sizes(500, tasks) == {"vqa": 500, "gqa": 833, "nlvr2": 166, "coco": 416, "tvqa": 500}

@@ -55,10 +55,27 @@ def test_nlvr2_consistency_none_for_unparseable_ids():
 
 @pytest.mark.parametrize("task", ["tvqa", "how2qa"])
 def test_video_qa_second_char(task):
-    # "a1." reads as 1 (int of the second char, upstream) -> right; "zz" is unparseable -> wrong. 3/4.
+    # Test rule (upstream's leaderboard files): "a1." reads as 1 -> right; "zz" falls back to 0 -> wrong here. 3/4.
     examples = [E("v0", ["a0"]), E("v1", ["a3"]), E("v2", ["a1"]), E("v3", ["a1"])]
     out = score_task(task, {"v0": "a0", "v1": "a3", "v2": "zz", "v3": "a1."}, examples)
     assert out["score"] == pytest.approx(0.75) and out["unparseable"] == 1
+
+
+@pytest.mark.parametrize("task", ["tvqa", "how2qa"])
+def test_video_qa_rules_depend_on_the_split(task):
+    """Upstream: validation is ``pred == f"a{answer_idx}"`` (TVQAEvaluator), test is ``int(pred[1])`` with 0 when
+    that raises (multitask_video.py)."""
+    examples = [E("v0", ["a3"]), E("v1", ["a3"]), E("v2", ["a0"]), E("v3", ["a3"]), E("v4", ["a0"])]
+    preds = {"v0": "a3 a3", "v1": "a3.", "v2": "xyz", "v3": "a3", "v4": "a\u00b2"}
+    val = score_task(task, preds, examples, role="val")
+    assert val["score"] == pytest.approx(1 / 5)  # only the exact "a3"
+    test = score_task(task, preds, examples, role="test")
+    # "a3 a3" -> 3, "a3." -> 3, "xyz" -> 0 (right: a0), "a3" -> 3, "a²" -> int('²') raises -> 0 (right: a0)
+    assert test["score"] == pytest.approx(5 / 5)
+    assert val["unparseable"] == test["unparseable"] == 2
+    # the majority baseline is scored with the same rule
+    base = majority_baseline(task, [E("t", ["a3"])], examples, role="val")
+    assert base["prediction"] == "a3" and base["score"] == pytest.approx(3 / 5)
 
 
 @pytest.mark.parametrize("task", ["coco", "tvc", "yc2c"])

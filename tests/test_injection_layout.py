@@ -1,4 +1,4 @@
-"""Injection of PET modules into HF BART/T5, trainable sets, encoder layout and visual input (spec §1, §3-4).
+"""Injection of PET modules into HF BART/T5, trainable sets, encoder layout and visual input (docs/method.md §1, §3-4).
 
 All expectations are independent of the code under test: reference computations are written out by hand
 (attention, layer norms, pooling windows, relative-position buckets) from the backbone's own weights.
@@ -342,15 +342,16 @@ def test_bart_layout_positions_and_embedding_layer_norm(toks):
             y = ln(x)
             torch.testing.assert_close(y[:, :T], _ln(x[:, :T], ln.weight, ln.bias, ln.eps), rtol=0, atol=1e-5)
             assert torch.equal(y[:, T:], x[:, T:])
-            # with a prompt segment in front: prompts and visual tokens get nothing
+            # with a prompt segment in front: prompts and visual tokens get no position; the embedding
+            # LayerNorm runs on [prompts ; text] (upstream concatenates the prompts before it), not on visual
             layout.set(3, T)
             out = pos(torch.zeros(2, 3 + T + V))
             assert torch.equal(out[:, :3], torch.zeros(2, 3, d))
             assert torch.equal(out[:, 3:3 + T], W[2:2 + T].expand(2, -1, -1))
             assert torch.equal(out[:, 3 + T:], torch.zeros(2, V, d))
             y = ln(x)
-            assert torch.equal(y[:, :3], x[:, :3]) and torch.equal(y[:, 3 + T:], x[:, 3 + T:])
-            torch.testing.assert_close(y[:, 3:3 + T], _ln(x[:, 3:3 + T], ln.weight, ln.bias, ln.eps),
+            assert torch.equal(y[:, 3 + T:], x[:, 3 + T:])
+            torch.testing.assert_close(y[:, :3 + T], _ln(x[:, :3 + T], ln.weight, ln.bias, ln.eps),
                                        rtol=0, atol=1e-5)
     finally:
         layout.clear()
@@ -366,7 +367,7 @@ def _bucket_small(rel: int) -> int:
     return (16 if rel > 0 else 0) + abs(rel)
 
 
-def test_t5_layout_relative_bias_text_block_only(toks):
+def test_t5_layout_relative_bias_language_block_only(toks):
     model, _ = _build("tiny-t5", "vl-pet-large", toks)
     sa = model.backbone.get_encoder().block[0].layer[0].SelfAttention
     table = sa.relative_attention_bias.weight.detach()
@@ -393,7 +394,9 @@ def test_t5_layout_relative_bias_text_block_only(toks):
                 assert torch.equal(b[0, :, i, j], stock[0, :, i, j])
             else:
                 assert torch.equal(b[0, :, i, j], torch.zeros_like(b[0, :, i, j])), (i, j)
-            if 2 <= i < 5 and 2 <= j < 5:
+            # prompts share the block with the text, positions counted from the first prompt (upstream's
+            # compute_bias(P + T, P + T) in the top-left corner)
+            if i < 5 and j < 5:
                 assert torch.equal(bp[0, :, i, j], table[_bucket_small(j - i)])
             else:
                 assert not bp[0, :, i, j].any(), (i, j)
@@ -538,3 +541,126 @@ def test_encode_with_prompt_tuning_prepends_prompts(toks):
     assert out.last_hidden_state.shape == (B, 40 + T + 36, model.backbone.config.d_model)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {
         n for n, _ in model.named_parameters() if n.startswith(("prompt.", "visual_embedding."))}
+
+
+# ----------------------------------------------------------------------- fidelity to the official code
+def test_bart_scale_embedding_applies_sqrt_d_once_and_not_to_object_order_rows(toks):
+    """Upstream: ``embed_tokens(ids) * embed_scale`` with a plain nn.Embedding (text scaled once by sqrt(d)), and
+    the object-order embedding is that plain table (unscaled). With d = 16 the scale is 4."""
+    model, tok = build_model("tiny-bart", "bitfit", feat_dim=FEAT, tokenizer=toks["bart"], seed=0, d_model=16,
+                             scale_embedding=True)
+    model.eval()
+    W = model.backbone.get_input_embeddings().weight.detach()
+    ids, mask, _ = _batch(tok)
+    seen = {}
+    hook = model.backbone.get_encoder().register_forward_pre_hook(lambda m, a, kw: seen.update(kw),
+                                                                  with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model.encode(ids, mask, torch.randn(2, 49, FEAT))
+    finally:
+        hook.remove()
+    T = ids.shape[1]
+    assert torch.equal(seen["inputs_embeds"][:, :T], W[ids] * 4.0)
+    ve = model.visual_embedding
+    feats = torch.randn(2, 36, FEAT, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        got = model.embed_visual(feats)
+        rows = torch.tensor([W.shape[0] - 1 - k for k in range(36)])
+        expected = (ve.feat_embedding(feats) + ve.absolute_vis_pos_embedding(torch.zeros(2, 36, 5))
+                    + ve.img_order_embedding.weight[0] + W[rows])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_pooled_grid_keeps_the_first_boxes_and_order_ids_of_each_image(toks):
+    """Upstream's Downsample keeps ``boxes[:, :36]`` (per image for NLVR2, and the first 36 order ids of each
+    image); 49-row inputs therefore give 36 (72) tokens, equal to passing none when they hold the defaults."""
+    model, _ = _build("tiny-bart", "vl-pet-large", toks)
+    model.eval()
+    ve, B, d = model.visual_embedding, 2, model.backbone.config.d_model
+    g = torch.Generator().manual_seed(5)
+    one, pair = torch.randn(B, 49, FEAT, generator=g), torch.randn(B, 2, 49, FEAT, generator=g)
+    img_ids = torch.tensor([0] * 49 + [1] * 49).expand(B, -1)
+    obj_ids = torch.arange(49).repeat(2).expand(B, -1)
+    with torch.no_grad():
+        got = model.embed_visual(one, boxes=torch.zeros(B, 49, 4), obj_order_ids=torch.arange(49).expand(B, -1))
+        assert got.shape == (B, 36, d) and torch.equal(got, model.embed_visual(one))
+        base = model.embed_visual(pair)
+        got = model.embed_visual(pair, boxes=torch.zeros(B, 98, 4), img_order_ids=img_ids, obj_order_ids=obj_ids)
+        assert got.shape == (B, 72, d) and torch.equal(got, base)
+        assert torch.equal(model.embed_visual(pair, boxes=torch.zeros(B, 2, 49, 4)), base)
+        # non-zero boxes: only the box branch changes, and it reads rows 0..35 of each image
+        boxes = torch.rand(B, 2, 49, 4, generator=g)
+        kept = boxes[:, :, :36].reshape(B, 72, 4)
+        area = (kept[..., 3] - kept[..., 2]) * (kept[..., 1] - kept[..., 0])
+        pos = torch.cat([kept, area.unsqueeze(-1)], -1)
+        expected = base - ve.absolute_vis_pos_embedding(torch.zeros(B, 72, 5)) + ve.absolute_vis_pos_embedding(pos)
+        torch.testing.assert_close(model.embed_visual(pair, boxes=boxes), expected, rtol=0, atol=1e-5)
+        with pytest.raises(ValueError, match="boxes has 60 rows"):
+            model.embed_visual(pair, boxes=torch.zeros(B, 60, 4))
+
+
+def test_bart_prompts_go_through_the_embedding_layer_norm_without_positions(toks):
+    """Upstream (JointEncoder.forward): text + positions, then [prompts ; text] through layernorm_embedding."""
+    model, tok = _build("tiny-bart", "prompt-tuning", toks)
+    model.eval()
+    enc = model.backbone.get_encoder()
+    ln = enc.layernorm_embedding
+    with torch.no_grad():
+        ln.weight.copy_(torch.randn(ln.weight.shape))
+        ln.bias.copy_(torch.randn(ln.bias.shape))
+    ids, mask, _ = _batch(tok)
+    B, T = ids.shape
+    seen = []
+    hook = ln.register_forward_hook(lambda m, a, out: seen.append((a[0], out)))
+    try:
+        with torch.no_grad():
+            model.encode(ids, mask, torch.randn(B, 49, FEAT))
+            prompts = model.prompt(B)
+    finally:
+        hook.remove()
+    x, y = seen[0]
+    assert y.shape[1] == 40 + T + 36
+    torch.testing.assert_close(x[:, :40], prompts, rtol=0, atol=0)  # no position added to the prompts
+    torch.testing.assert_close(y[:, :40], _ln(prompts, ln.weight, ln.bias, ln.eps), rtol=0, atol=1e-5)
+    pos = enc.embed_positions.weight[2:2 + T]
+    text = model.backbone.get_input_embeddings()(ids) + pos
+    torch.testing.assert_close(y[:, 40:40 + T], _ln(text, ln.weight, ln.bias, ln.eps), rtol=0, atol=1e-5)
+    assert torch.equal(y[:, 40 + T:], x[:, 40 + T:])  # visual tokens untouched
+
+
+def test_t5_prompts_share_the_relative_bias_block_with_the_text(toks):
+    """Upstream (modeling_t5.JointEncoder.forward): L = prompts + text, ``compute_bias(L, L)`` in the top-left
+    L x L block, zero for every pair with a visual token."""
+    model, tok = _build("tiny-t5", "prompt-tuning", toks)
+    model.eval()
+    sa = model.backbone.get_encoder().block[0].layer[0].SelfAttention
+    ids, mask, _ = _batch(tok)
+    B, T = ids.shape
+    L = 40 + T
+    seen = []
+    hook = sa.relative_attention_bias.register_forward_hook(lambda m, a, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            model.encode(ids, mask, torch.randn(B, 49, FEAT))
+    finally:
+        hook.remove()
+    got = seen[0].permute(2, 0, 1)  # (heads, q, k)
+    assert got.shape[1:] == (L + 36, L + 36)
+    with torch.no_grad():
+        expected = sa.compute_bias(L, L)[0]  # the layout is cleared after encode: the stock bias
+    assert torch.equal(got[:, :L, :L], expected)
+    assert not got[:, L:].any() and not got[:, :, L:].any()
+
+
+@pytest.mark.parametrize("method", ["bitfit", "lora"])
+def test_t5_bias_methods_train_the_relative_attention_tables(toks, method):
+    """Upstream picks trainable biases with ``"bias" in name``: T5's two relative_attention_bias.weight tables
+    (encoder and decoder, 32 buckets x 4 heads each in tiny-t5) are trained; T5 has no other biases."""
+    model, _ = _build("tiny-t5", method, toks)
+    tr = _trainable(model)
+    tables = {"backbone.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+              "backbone.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"}
+    others = {n for n in tr if not n.startswith("visual_embedding.") and "lora" not in n}
+    assert others == tables
+    assert sum(p.numel() for n, p in model.named_parameters() if n in tables) == 2 * 32 * 4

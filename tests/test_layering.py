@@ -1,4 +1,4 @@
-"""The dependency direction of ARCHITECTURE.md, checked on the source text of every module."""
+"""The dependency direction of docs/architecture.md, checked on the source text of every module."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_package_imports_only_point_down(package):
         bad = _imports(path) & FORBIDDEN[package]
         if bad:
             offenders[str(path.relative_to(ROOT))] = sorted(bad)
-    assert not offenders, f"imports against ARCHITECTURE.md's dependency direction: {offenders}"
+    assert not offenders, f"imports against docs/architecture.md's dependency direction: {offenders}"
 
 
 def test_vlpet_pipelines_usage_is_public_api_only():

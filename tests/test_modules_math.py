@@ -1,6 +1,6 @@
-"""Math of the PET building blocks (spec §1-2), checked against hand-computed expectations.
+"""Math of the PET building blocks (docs/method.md §1-2), checked against hand-computed expectations.
 
-Every expected value here is written out from the formulas in the spec (explicit sigmoid, explicit tanh-GELU,
+Every expected value here is written out from the formulas in docs/method.md §1-2 (explicit sigmoid, explicit tanh-GELU,
 explicit concatenations / Kronecker products), never captured from the code under test.
 """
 

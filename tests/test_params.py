@@ -1,4 +1,4 @@
-"""`vlpet params` reproduces the paper's trainable-parameter percentages (spec §3, Table 2, Table 9)."""
+"""`vlpet params` reproduces the paper's trainable-parameter percentages (docs/method.md §3, Table 2, Table 9)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ PAPER_T5_VLPET = {"vl-pet-large": 7.31, "vl-pet-middlex": 4.50, "vl-pet-middley"
 PAPER_TABLE9 = {"compacter+g-small+lw": 2.08, "compacter+g-middlex+lw": 2.07, "compacter+g-middley+lw": 2.07,
                 "compacter+g-large+lw": 3.28, "vl-adapter+g-small+lw": 2.98, "vl-adapter+g-middlex+lw": 2.98,
                 "vl-adapter+g-middley+lw": 2.98, "vl-adapter+g-large+lw": 4.16}
-# Spec §3's analytic recomputation of the exact numerators and denominators.
+# docs/method.md §3: the analytic recomputation of the exact numerators and denominators.
 SPEC_EXACT = {("bart-base", "vl-pet-large"): (6_052_416, 145_606_464),
               ("bart-base", "vl-pet-middlex"): (4_281_804, 143_835_852),
               ("bart-base", "vl-pet-middley"): (4_281_792, 143_835_840),
@@ -79,3 +79,14 @@ def test_unknown_backbone_is_a_clear_cli_error():
     result = CliRunner().invoke(app, ["params", "--backbone", "gpt-7"])
     assert result.exit_code != 0
     assert "unknown backbone 'gpt-7'" in result.output
+
+
+def test_t5_bias_methods_count_the_relative_attention_tables(cli_rows):
+    # Upstream trains every parameter whose name contains "bias": on T5 the visual projector (1,581,312, above)
+    # plus the encoder's and decoder's relative_attention_bias tables, 2 x 32 buckets x 12 heads = 768.
+    projector, tables = 1_581_312, 2 * 32 * 12
+    assert cli_rows[("t5-base", "bitfit")]["trainable"] == projector + tables
+    # LoRA rank 128 on q and v of 36 attentions (12 encoder self, 12 decoder self, 12 cross): 72 x 2 x 128 x 768.
+    assert cli_rows[("t5-base", "lora")]["trainable"] == 72 * 2 * 128 * 768 + projector + tables
+    # the shown percentages keep two decimals: 0.70 and 6.59
+    assert (cli_rows[("t5-base", "bitfit")]["percent"], cli_rows[("t5-base", "lora")]["percent"]) == (0.70, 6.59)

@@ -1,5 +1,6 @@
-"""The denoising pre-training of a random tiny backbone (``vlpet.pretrain``): which positions it trains, and that
-its length-sorted chunks give the padded batch's loss and gradient."""
+"""The denoising pre-training of a random tiny backbone (``vlpet.pretrain``): which positions it trains, that
+its length-sorted chunks give the padded batch's loss and gradient, and what it must leave as upstream has it
+(the ``<vis_extra_id_k>`` rows at their random init, bart-base's generation defaults)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_pretraining_trains_the_positions_up_to_max_length_and_no_further(tokeni
 
 
 def test_pretraining_length_covers_every_input_position_the_tasks_feed():
-    # VLPET_SPEC: video inputs are truncated at 600 tokens, image inputs at 20 (VQA, GQA) / 40 (NLVR2, COCO).
+    # docs/data.md §4.3, §5: video inputs are truncated at 600 tokens, image inputs at 20 (VQA, GQA) / 40 (COCO);
+    # NLVR2's are not truncated (upstream), which adds no bound beyond the 64 floor.
     assert pretraining_max_length(["tvqa", "how2qa", "tvc", "yc2c"]) == 600
     assert pretraining_max_length(["vqa", "gqa", "nlvr2", "coco"]) == 64
 
@@ -70,3 +72,33 @@ def test_chunked_backward_gives_the_whole_batch_loss_and_gradient(tokenizers):
     whole = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, labels=labels).loss.item()
     assert losses[0] == pytest.approx(whole, rel=1e-5) and losses[1] == pytest.approx(whole, rel=1e-5)
     assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["tiny-bart", "tiny-t5"])
+def test_object_order_rows_keep_their_initial_draw(tokenizers, tmp_path, backbone):
+    """Upstream's <vis_extra_id_k> rows come from resize_token_embeddings and stay frozen: pre-training must not
+    move them (the tied LM head's softmax gradient and weight decay would), while the word rows it trains move."""
+    tok = tokenizers["bart" if "bart" in backbone else "t5"]
+    vis_rows = [tok.convert_tokens_to_ids(f"<vis_extra_id_{k}>") for k in range(100)]
+    assert vis_rows == list(range(len(tok) - 1, len(tok) - 101, -1))  # the last 100 rows, descending
+    torch.manual_seed(0)  # denoising_pretrain seeds the same way before building the random model
+    init, _ = load_backbone(backbone, vocab_size=len(tok))
+    denoising_pretrain(backbone, tok, ["a red circle left of a blue square", "what color is the circle?"],
+                       tmp_path / "bb", steps=3, batch_size=2, lr=1e-2, seed=0)
+    done, _ = load_backbone(str(tmp_path / "bb"))
+    before, after = init.get_input_embeddings().weight, done.get_input_embeddings().weight
+    assert torch.equal(after[vis_rows], before[vis_rows])
+    red = tok.convert_tokens_to_ids(tok.tokenize(" red")[0])
+    assert not torch.equal(after[red], before[red])  # an input token's row did train
+
+
+def test_denoised_bart_directory_keeps_the_bart_base_generation_defaults(tokenizers, tmp_path):
+    """bart-base's hub defaults (4 beams, no_repeat_ngram_size 3, early stopping), which every official BART
+    generate call inherits, as for a random tiny-bart built directly."""
+    from vlpet.build import build_model
+
+    tok = tokenizers["bart"]
+    denoising_pretrain("tiny-bart", tok, ["a red circle", "a blue square"], tmp_path / "bb", steps=1, batch_size=2)
+    model, _ = build_model(str(tmp_path / "bb"), "vl-pet-small", feat_dim=8)
+    gc = model.backbone.generation_config
+    assert (gc.num_beams, gc.no_repeat_ngram_size, gc.early_stopping) == (4, 3, True)

@@ -68,6 +68,7 @@ def test_train_then_evaluate_writes_a_complete_run(tasks_dir, tmp_path):
     assert metrics["tasks"]["vqa"]["vqa_scoring"] == "official"  # the 10 raw answers reach the metric
     report = (run / "report.md").read_text()
     assert "denoising" in report and "synthetic test data" in report and "loss.png" in report
+    assert "Evaluated model: the last one (step 6" in report
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = train_run(cfg, tasks_dir, run, device="cpu", progress=False)
@@ -135,6 +136,22 @@ def test_presets_copy_the_paper_scripts():
     assert (video.lr, video.batch_size, video.feat_dim, video.checkpoint_selection) == (7e-4, 50, 512, "best-val")
     assert video.tasks == ["tvqa", "how2qa", "tvc", "yc2c"]
     assert large.train_splits["gqa"] == ["train", "valid"] and large.test_splits["vqa"] == "karpathy_test"
+
+
+def test_synthetic_presets_select_the_model_as_the_official_trainers():
+    """Official multitask_video.py saves and tests ``best_avg_valid_model`` (best mean of the four validation
+    scores); multitask.py (image) tests the LAST model."""
+    from flows.runs import selection_note
+    from vlpet.train import PRESETS
+
+    video, image = PRESETS["synthetic-video"], PRESETS["synthetic-image"]
+    assert (video.checkpoint_selection, video.validate_every_epoch) == ("best-val", True)
+    assert (image.checkpoint_selection, image.validate_every_epoch) == ("last", False)
+    note = selection_note({"selection": "best-val", "epochs_completed": 6, "steps": 60,
+                           "best_val": {"score": 0.5, "epoch": 3, "step": 40}})
+    assert "after epoch 4 of 6 (step 40)" in note and "0.5000" in note
+    assert "the last one (step 60, 6 epochs)" in selection_note({"selection": "last", "epochs_completed": 6,
+                                                                 "steps": 60, "best_val": None})
 
 
 def test_concat_dataset_indexes_through_its_parts(tasks_dir):

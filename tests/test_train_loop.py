@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -226,3 +227,38 @@ def test_max_steps_stops_mid_epoch_and_records_the_position(tokenizers, tmp_path
     assert result.steps == result.total_steps == 4
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000004" / "trainer_state.json").read_text())
     assert state["position"] == {"epoch": 1, "next_batch": 1, "global_step": 4, "best_val": None}
+
+
+def test_a_corrupt_checkpoint_names_its_file_and_resume_falls_back_to_the_previous_one(tokenizers, tmp_path):
+    from vlpet.checkpoint import CheckpointCorruptError
+
+    tok = tokenizers["bart"]
+    batches = _batches(tok, n_batches=5)
+    cfg = _cfg(epochs=2, grad_accum_steps=2, keep_checkpoints=2)  # the last two checkpoints are kept
+    ref = _model(tok)
+    Trainer(ref, cfg, ListBatchSource(batches), tmp_path / "ref", tokenizer=tok, progress=False,
+            tensorboard=False).fit()
+
+    def stop_at_5(step: int) -> None:
+        if step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        Trainer(_model(tok), cfg, ListBatchSource(batches), tmp_path / "run", tokenizer=tok, progress=False,
+                tensorboard=False, on_step=stop_at_5).fit()
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-0000003", "step-0000004"]  # epoch end, step 4
+    bad = ckpts / "step-0000004" / "optimizer.safetensors"
+    bad.write_bytes(b"\xff" * 8 + b"{not a header")  # what a torn write or a disk error leaves
+    with pytest.raises(CheckpointCorruptError, match=re.escape(str(bad))):
+        from vlpet.train.state import load_trainer_state
+
+        m = _model(tok)
+        opt = build_optimizer(m, 1e-3, 0.0, 1e-6, (0.9, 0.999))
+        load_trainer_state(ckpts / "step-0000004", opt, build_scheduler(opt, 4, 0.0), None)
+    resumed = _model(tok)
+    result = Trainer(resumed, cfg, ListBatchSource(batches), tmp_path / "run", tokenizer=tok, progress=False,
+                     tensorboard=False).fit()
+    assert result.resumed_from and result.resumed_from.endswith("step-0000003")  # the previous kept one
+    want, got = _trainable(ref), _trainable(resumed)
+    assert all(torch.equal(want[k], got[k]) for k in want)  # and the run still ends bit-identical

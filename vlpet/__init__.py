@@ -12,27 +12,33 @@ This package never imports ``pipelines``, ``features`` or ``flows``.
 
 __version__ = "0.1.0"
 
-from vlpet.build import build_model
-from vlpet.checkpoint import CheckpointMismatchError, load_model, load_trainable, save_checkpoint
-from vlpet.config import (
-    PAPER_METHODS,
-    TRANSFER_METHODS,
-    AdapterConfig,
-    BitFitConfig,
-    CompacterConfig,
-    FullFineTuneConfig,
-    LoRAConfig,
-    PromptTuningConfig,
-    VLPETConfig,
-    known_methods,
-    method_config,
-)
-from vlpet.model import VisualConfig, VLSeq2Seq, seq2seq_loss
-from vlpet.params import count_parameters, method_param_counts
+# The public names resolve on first use (PEP 562), so ``import vlpet`` (and the ``vlpet`` command line, whose
+# --help must answer at once) does not pay for torch and transformers until a model is actually built.
+_EXPORTS = {
+    "build_model": "vlpet.build",
+    "CheckpointMismatchError": "vlpet.checkpoint", "load_model": "vlpet.checkpoint",
+    "load_trainable": "vlpet.checkpoint", "save_checkpoint": "vlpet.checkpoint",
+    "PAPER_METHODS": "vlpet.config", "TRANSFER_METHODS": "vlpet.config", "AdapterConfig": "vlpet.config",
+    "BitFitConfig": "vlpet.config", "CompacterConfig": "vlpet.config", "FullFineTuneConfig": "vlpet.config",
+    "LoRAConfig": "vlpet.config", "PromptTuningConfig": "vlpet.config", "VLPETConfig": "vlpet.config",
+    "known_methods": "vlpet.config", "method_config": "vlpet.config",
+    "VisualConfig": "vlpet.model", "VLSeq2Seq": "vlpet.model", "seq2seq_loss": "vlpet.model",
+    "count_parameters": "vlpet.params", "method_param_counts": "vlpet.params",
+}
 
-__all__ = [
-    "PAPER_METHODS", "TRANSFER_METHODS", "AdapterConfig", "BitFitConfig", "CheckpointMismatchError",
-    "CompacterConfig", "FullFineTuneConfig", "LoRAConfig", "PromptTuningConfig", "VLPETConfig", "VLSeq2Seq",
-    "VisualConfig", "build_model", "count_parameters", "known_methods", "load_model", "load_trainable",
-    "method_config", "method_param_counts", "save_checkpoint", "seq2seq_loss",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vlpet' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -49,7 +49,7 @@ _BART_BASE = dict(
     scale_embedding=False, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
     forced_bos_token_id=0, forced_eos_token_id=2, tie_word_embeddings=True,
 )
-# bart-base's hub generation defaults, which every official BART generate call inherits (spec §5).
+# bart-base's hub generation defaults, which every official BART generate call inherits (docs/method.md §5).
 BART_BASE_GENERATION = dict(num_beams=4, no_repeat_ngram_size=3, early_stopping=True)
 _T5_BASE = dict(
     vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_decoder_layers=12, num_heads=12,
@@ -225,3 +225,16 @@ def has_official_weights(name: str) -> bool:
     """Whether ``name`` is a directory or a backbone with official hub weights (``weights="official"`` loads
     pretrained weights for it), rather than a test architecture that is random by design."""
     return Path(name).expanduser().is_dir() or official_repo(name) is not None
+
+
+def check_backbone_name(name: str) -> None:
+    """Refuse, before anything is built or written, a backbone that is neither a known name nor a local
+    directory with a config.json (``ValueError`` naming the value and what would work)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"backbone directory {path} has no config.json (is it a saved Hugging Face model?)")
+        return
+    if canonical_name(name) not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(ARCHITECTURES)} or a local directory "
+                         f"with a saved BART/T5 model")

@@ -1,4 +1,4 @@
-"""Task formats, input/target text and batch collation for VL-PET training (VLPET_SPEC §4-5, DATA_SPEC §4.3, §5).
+"""Task formats, input/target text and batch collation for VL-PET training (docs/method.md §4-5, docs/data.md §4.3, §5).
 
 This module is the boundary between data loading (``pipelines.tasks``) and the model: loaders hand over
 plain example dicts (text fields + a numpy feature array), ``collate`` turns one *single-task* list of them
@@ -33,26 +33,27 @@ IGNORE_INDEX = -100
 class TaskFormat:
     """How one task's examples become text: prompt and where it goes, max lengths, visual layout, targets.
 
-    ``max_target_len`` None means "not truncated" (GQA, NLVR2 upstream). ``answer_sampling`` is
+    ``max_input_len``/``max_target_len`` None means "not truncated" (NLVR2 input, GQA and NLVR2 targets, as
+    upstream). ``answer_sampling`` is
     ``"weighted"`` (VQA: sample ∝ score, loss × score), ``"sampled"`` (GQA: sample ∝ score, unweighted) or None.
     """
 
     name: str
     prompt: str
     prompt_at_end: bool
-    max_input_len: int
+    max_input_len: int | None
     max_target_len: int | None
     visual: VisualKind
     answer_sampling: Literal["weighted", "sampled"] | None = None
     n_frames: int = 64
 
 
-# Exactly the spec's prompts, including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
+# Exactly the official prompts (docs/method.md §4), including GQA's "gpa: " typo inherited from VL-T5/VL-Adapter.
 TASK_FORMATS: dict[str, TaskFormat] = {
     "vqa": TaskFormat("vqa", "vqa: ", False, 20, 10, "image", "weighted"),
     "gqa": TaskFormat("gqa", "gpa: ", False, 20, None, "image", "sampled"),
-    # NLVR2's max input length is not stated in the spec; 40 (the caption budget) is an assumption.
-    "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, 40, None, "image_pair"),
+    # NLVR2: upstream encodes prompt + statement with no max_length (nlvr_clip_data.py), so no cap here either.
+    "nlvr2": TaskFormat("nlvr2", "nlvr: ", False, None, None, "image_pair"),
     "coco": TaskFormat("coco", "caption: ", False, 40, 40, "image"),
     "tvqa": TaskFormat("tvqa", "tvqa: ", True, 600, 20, "video"),
     "how2qa": TaskFormat("how2qa", "how2qa: ", True, 600, 20, "video"),
@@ -69,7 +70,8 @@ def task_format(task: str) -> TaskFormat:
 
 
 def format_choices(choices: Sequence[str]) -> str:
-    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ' then ended by '. ' (DATA_SPEC §4.3)."""
+    """``a0: <c0>. a1: <c1>. … `` — each choice stripped of surrounding '.'/' ', then ended by '. '
+    (docs/data.md §4.3)."""
     return "".join(f"a{i}: {c.strip('. ')}. " for i, c in enumerate(choices))
 
 
@@ -77,7 +79,7 @@ def video_sentence(task: str, example: Mapping[str, Any]) -> str:
     """The video text before the prompt: ``[Subs] …`` (+ ``[Q] … [TS] (…) [Choices] …`` / ``[TS] (…)``)."""
     subs = example.get("subs") or ""
     if task in ("tvqa", "how2qa"):
-        return (f"[Subs] {subs} [Q] {example['text']} [TS] ({example['ts']}) "
+        return (f"[Subs] {subs} [Q] {example['text'].strip()} [TS] ({example['ts']}) "
                 f"[Choices] {format_choices(example['choices'])}")
     if task == "tvc":
         return f"[Subs] {subs} [TS] ({example['ts']})"
@@ -179,7 +181,8 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
                          "batches are single-task")
     rng = rng or random.Random()
     inputs = [format_input(fmt, e) for e in examples]
-    enc = tokenizer(inputs, max_length=fmt.max_input_len, truncation=True, padding="longest", return_tensors="pt")
+    cap: dict[str, Any] = {"max_length": fmt.max_input_len, "truncation": True} if fmt.max_input_len else {}
+    enc = tokenizer(inputs, padding="longest", return_tensors="pt", **cap)
     chosen = [choose_target(fmt, e, rng) for e in examples]
     targets = [t for t, _ in chosen]
     labels = None
@@ -212,7 +215,7 @@ def collate(examples: Sequence[Mapping[str, Any]], tokenizer: Any, task_cfg: Tas
 
 
 def task_batch_sizes(base: int, tasks: Sequence[str]) -> dict[str, int]:
-    """Per-task batch sizes from one base B (VLPET_SPEC §5): VQA B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋,
+    """Per-task batch sizes from one base B (docs/data.md §5): VQA B, GQA ⌊B·100/60⌋, NLVR2 ⌊B·20/60⌋,
     captions ⌊B·50/60⌋, video tasks B; at least 1."""
     if base < 1:
         raise ValueError(f"base batch size must be >= 1, got {base}")

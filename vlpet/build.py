@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def _resize_vocab(hf: nn.Module, info: BackboneInfo, new_size: int, seed: int | None) -> int:
-    """Grow the word embeddings to ``new_size``; new rows N(0, 0.02²) for BART, N(0, 1) for T5 (spec §3)."""
+    """Grow the word embeddings to ``new_size``; new rows N(0, 0.02²) for BART, N(0, 1) for T5 (docs/method.md §3)."""
     old = hf.get_input_embeddings().num_embeddings
     if new_size == old:
         return old
@@ -70,7 +70,7 @@ def build_model(backbone: str = "bart-base", method: str | MethodConfig = "vl-pe
         target = vl_vocab_size(info.family)
     base = _resize_vocab(hf, info, target, seed)
     if info.family == "bart" and not info.pretrained:
-        # The official BART generate calls inherit bart-base's hub generation defaults (spec §5).
+        # The official BART generate calls inherit bart-base's hub generation defaults (docs/method.md §5).
         for k, v in BART_BASE_GENERATION.items():
             setattr(hf.generation_config, k, v)
     plan = cfg.plan(info.family, hf.config.d_model)

@@ -37,6 +37,23 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint was made for another method, backbone or visual input than the model given."""
 
 
+class CheckpointCorruptError(ValueError):
+    """A checkpoint file cannot be read (truncated, overwritten, not what its name says); names the file."""
+
+
+def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` whose errors name the file (safetensors' own say only, e.g., "header too
+    large")."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointCorruptError(f"checkpoint file {path} is missing")
+    try:
+        return load_file(path)
+    except Exception as e:  # SafetensorError, OSError, ValueError: all mean the file is unusable
+        raise CheckpointCorruptError(f"checkpoint file {path} is corrupt or truncated "
+                                     f"({type(e).__name__}: {e})") from None
+
+
 def library_versions() -> dict[str, str]:
     import transformers
 
@@ -94,8 +111,8 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"{directory} is not a vlpet checkpoint: {CONFIG_NAME} is missing")
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointCorruptError(f"{path} is not valid JSON: {e}") from None
 
 
 def _check_compatible(model: VLSeq2Seq, cfg: dict[str, Any], directory: Path) -> None:
@@ -126,7 +143,7 @@ def load_trainable(model: VLSeq2Seq, directory: str | os.PathLike[str]) -> VLSeq
     cfg = read_config(directory)
     _check_compatible(model, cfg, directory)
     params = dict(model.named_parameters())
-    trainable = load_file(directory / TRAINABLE_NAME)
+    trainable = load_tensors(directory / TRAINABLE_NAME)
     expected = {n for n, p in params.items() if p.requires_grad}
     if set(trainable) != expected:
         missing, unexpected = sorted(expected - set(trainable)), sorted(set(trainable) - expected)
@@ -137,7 +154,7 @@ def load_trainable(model: VLSeq2Seq, directory: str | os.PathLike[str]) -> VLSeq
     tensors: dict[str, torch.Tensor] = dict(trainable)
     frozen_path = directory / FROZEN_NAME
     if frozen_path.is_file():
-        frozen = load_file(frozen_path)
+        frozen = load_tensors(frozen_path)
         rows = frozen.pop("added_vocab_rows", None)
         tensors.update(frozen)
         if rows is not None:

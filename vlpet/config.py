@@ -66,7 +66,7 @@ def _default_rank(family: Family, d_model: int) -> int:
 
 class VLPETConfig(_MethodBase):
     """VL-PET: multi-head modular modification + granularity-controlled gate in every encoder sub-layer,
-    and a parallel adapter on the decoder cross-attention value projection (spec §1-3).
+    and a parallel adapter on the decoder cross-attention value projection (docs/method.md §1-3).
 
     ``None`` fields take the official scripts' per-backbone values: r = g = 96 (BART) / 192 (T5),
     VPA 96 for both, s = 1 (BART) / 0.3 (T5), zero-inits on for T5 only. On other widths the ranks keep
@@ -146,7 +146,8 @@ class CompacterConfig(AdapterConfig):
 
 class LoRAConfig(_MethodBase):
     """LoRA on q and v of every attention (encoder self, decoder self and cross), plus all biases,
-    as VL-Adapter's LoRA baseline (which unfreezes parameters named ``lora`` or ``bias``)."""
+    as VL-Adapter's LoRA baseline (which unfreezes parameters whose names contain ``lora`` or ``bias``, so
+    T5's relative-attention-bias tables too)."""
 
     method: Literal["lora"] = "lora"
     rank: int = 128
@@ -166,13 +167,15 @@ class LoRAConfig(_MethodBase):
 
 
 class BitFitConfig(_MethodBase):
-    """BitFit: every bias (LayerNorm biases included) and the visual projector."""
+    """BitFit: every parameter whose name contains "bias" and the visual projector, as upstream's
+    ``unfreeze_bias`` (a substring test). On BART these are the linear and LayerNorm biases; T5 has no such
+    biases, so on T5 it trains the two relative-attention-bias tables (encoder and decoder) and the projector."""
 
     method: Literal["bitfit"] = "bitfit"
 
     def plan(self, family: Family, d_model: int) -> PETPlan:
-        notes = ("T5 has no bias parameters at all, so BitFit on T5 trains only the visual projector",) \
-            if family == "t5" else ()
+        notes = ("T5 has no linear or LayerNorm biases, so BitFit on T5 trains only the two relative-attention-bias "
+                 "tables and the visual projector",) if family == "t5" else ()
         return PETPlan(init_style=family, train_biases=True,
                        train_visual_embedding=not self.freeze_visual_embedding, notes=notes)
 

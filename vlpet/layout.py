@@ -1,11 +1,12 @@
-"""Make a stock BART/T5 encoder treat the sequence [prompts ; text ; visual] the way VL-T5 does (spec §4).
+"""Make a stock BART/T5 encoder treat the sequence [prompts ; text ; visual] the way VL-T5 does (docs/method.md §4).
 
 We feed the concatenated embeddings as ``inputs_embeds``; three small drop-in subclasses, sharing the
 original parameters (so state-dict keys and pretrained weights are untouched), make the encoder's
 embedding stage segment-aware:
 - BART: learned positions only for the text tokens (positions 0..T-1), nothing for prompts/visual tokens;
-  ``layernorm_embedding`` only on the text tokens;
-- T5: relative position bias only in the text×text block, 0 for any pair involving another token.
+  ``layernorm_embedding`` on the language segment [prompts ; text], not on visual tokens;
+- T5: relative position bias only in the language×language block, positions counted from the first prompt
+  (upstream's ``compute_bias(L, L)`` with L = prompts + text), 0 for any pair involving a visual token.
 The model sets the current layout (prompt length, text length) on a shared ``EncoderLayout`` before
 each encoder call. Without a layout set, the modules behave exactly like the originals.
 """
@@ -38,6 +39,12 @@ class EncoderLayout:
         assert self.prompt_len is not None and self.text_len is not None
         return slice(self.prompt_len, self.prompt_len + self.text_len)
 
+    def language_slice(self) -> slice:
+        """[prompts ; text]: upstream concatenates the prompts before its embedding LayerNorm (BART) and
+        counts them in the relative-bias length (T5)."""
+        assert self.prompt_len is not None and self.text_len is not None
+        return slice(0, self.prompt_len + self.text_len)
+
 
 class TextOnlyPositionalEmbedding(BartLearnedPositionalEmbedding):
     """BART learned positions for the text segment only; zero vectors for prompts and visual tokens."""
@@ -56,20 +63,20 @@ class TextOnlyPositionalEmbedding(BartLearnedPositionalEmbedding):
         return out
 
 
-class TextOnlyLayerNorm(nn.LayerNorm):
-    """BART ``layernorm_embedding`` applied to the text segment only."""
+class LanguageLayerNorm(nn.LayerNorm):
+    """BART ``layernorm_embedding`` applied to [prompts ; text] only (visual tokens have their own norms)."""
 
     layout: EncoderLayout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.layout.active:
             return super().forward(x)
-        sl = self.layout.text_slice()
-        return torch.cat([x[:, : sl.start], super().forward(x[:, sl]), x[:, sl.stop:]], dim=1)
+        sl = self.layout.language_slice()
+        return torch.cat([super().forward(x[:, sl]), x[:, sl.stop:]], dim=1)
 
 
-class TextOnlyRelativeBias(nn.Embedding):
-    """T5 relative-position-bias table whose lookups are zeroed outside the text×text block."""
+class LanguageRelativeBias(nn.Embedding):
+    """T5 relative-position-bias table whose lookups are zeroed outside the [prompts ; text] square block."""
 
     layout: EncoderLayout
 
@@ -77,7 +84,7 @@ class TextOnlyRelativeBias(nn.Embedding):
         values = super().forward(bucket)  # (q, k, heads)
         if not self.layout.active or bucket.dim() != 2:
             return values
-        sl = self.layout.text_slice()
+        sl = self.layout.language_slice()
         q, k = bucket.shape
         keep_q = torch.zeros(q, dtype=torch.bool, device=values.device)
         keep_k = torch.zeros(k, dtype=torch.bool, device=values.device)
@@ -100,13 +107,13 @@ def install_layout(hf_model: nn.Module, family: str) -> EncoderLayout:
     encoder = hf_model.get_encoder()
     if family == "bart":
         _swap_class(encoder.embed_positions, TextOnlyPositionalEmbedding, layout)
-        _swap_class(encoder.layernorm_embedding, TextOnlyLayerNorm, layout)
+        _swap_class(encoder.layernorm_embedding, LanguageLayerNorm, layout)
     else:
         found = False
         for block in encoder.block:
             attn = block.layer[0].SelfAttention
             if getattr(attn, "has_relative_attention_bias", False):
-                _swap_class(attn.relative_attention_bias, TextOnlyRelativeBias, layout)
+                _swap_class(attn.relative_attention_bias, LanguageRelativeBias, layout)
                 found = True
         if not found:
             raise RuntimeError("T5 encoder has no relative attention bias table; unsupported layout")

@@ -1,4 +1,4 @@
-"""The VL-T5-style multimodal encoder-decoder with a PET method applied (spec §3-4).
+"""The VL-T5-style multimodal encoder-decoder with a PET method applied (docs/method.md §3-4).
 
 Encoder input = [prompt vectors (prompt tuning only) ; text embeddings ; visual embeddings], full
 bidirectional attention, mask = [1…1 ; text padding mask ; 1…1] (padded frames are not masked unless
@@ -62,6 +62,16 @@ def seq2seq_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tens
     return per_sample.mean()
 
 
+def _first_rows_per_image(t: torch.Tensor, n_img: int, keep: int, name: str) -> torch.Tensor:
+    """(B, n_img*R, ...) → (B, n_img*keep, ...): the first ``keep`` rows of each image, as upstream's
+    ``Downsample`` cuts boxes and order ids to the pooled token count."""
+    if t.shape[1] % n_img or t.shape[1] // n_img < keep:
+        raise ValueError(f"{name} has {t.shape[1]} rows for {n_img} image(s); need at least {keep} per image "
+                         "(one per visual token)")
+    rows = t.reshape(t.shape[0], n_img, t.shape[1] // n_img, *t.shape[2:])[:, :, :keep]
+    return rows.reshape(t.shape[0], n_img * keep, *t.shape[2:])
+
+
 class VLSeq2Seq(nn.Module):
     def __init__(self, backbone: nn.Module, info: BackboneInfo, method: MethodConfig, plan: PETPlan,
                  visual: VisualConfig, base_vocab_size: int) -> None:
@@ -100,7 +110,7 @@ class VLSeq2Seq(nn.Module):
 
     # ------------------------------------------------------------------ parameters
     def apply_trainability(self) -> None:
-        """Freeze everything, then unfreeze exactly the method's trainable set (spec §3, §8)."""
+        """Freeze everything, then unfreeze exactly the method's trainable set (docs/method.md §3, §8)."""
         p = self.plan
         for name, param in self.named_parameters():
             if p.train_everything:
@@ -112,7 +122,8 @@ class VLSeq2Seq(nn.Module):
             else:
                 trainable = ((p.train_encoder_layer_norms and is_encoder_layer_norm(name))
                              or (p.train_all_layer_norms and is_layer_norm(name))
-                             or (p.train_biases and name.endswith("bias")))
+                             # upstream's substring test: also T5's relative_attention_bias.weight tables
+                             or (p.train_biases and "bias" in name))
             param.requires_grad_(trainable)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -125,34 +136,40 @@ class VLSeq2Seq(nn.Module):
         """(B, V, F) for one image/video, or (B, I, V, F) for I images (NLVR2: I=2 → 72 tokens)."""
         cfg = self.visual_config
         if self.feat_mean is not None:
+            # After zero-padding on purpose: affine before the linear projector, so a padded frame (0-μ)/σ is
+            # exactly upstream's raw zero frame under a reparametrised projector (docs/fidelity.md).
             vis_feats = (vis_feats - self.feat_mean.to(vis_feats.dtype)) / self.feat_std.to(vis_feats.dtype)
-        if vis_feats.dim() == 4:
-            b, n_img, _, f = vis_feats.shape
-            if cfg.downsample and vis_feats.shape[2] == 49:
-                vis_feats = downsample_grid(vis_feats)
-            v = vis_feats.shape[2]
-            if img_order_ids is None:
-                img_order_ids = torch.arange(n_img, device=vis_feats.device).repeat_interleave(v).expand(b, -1)
-            if obj_order_ids is None:
-                obj_order_ids = torch.arange(v, device=vis_feats.device).repeat(n_img).expand(b, -1)
-            vis_feats = vis_feats.reshape(b, n_img * v, f)
-            if boxes is not None and boxes.dim() == 4:
-                boxes = boxes.reshape(b, n_img * boxes.shape[2], boxes.shape[3])
-        elif vis_feats.dim() == 3:
-            if cfg.downsample and vis_feats.shape[1] == 49:
-                vis_feats = downsample_grid(vis_feats)
-        else:
+        if vis_feats.dim() not in (3, 4):
             raise ValueError(f"vis_feats must be (B, V, F) or (B, I, V, F); got shape {tuple(vis_feats.shape)}")
+        if vis_feats.dim() == 3:
+            vis_feats = vis_feats.unsqueeze(1)
+            if boxes is not None and boxes.dim() == 3:
+                boxes = boxes.unsqueeze(1)
+        b, n_img, n_cells, f = vis_feats.shape
+        pooled = cfg.downsample and n_cells == 49
+        if pooled:
+            vis_feats = downsample_grid(vis_feats)
+        v = vis_feats.shape[2]
+        if boxes is not None and boxes.dim() == 4:
+            boxes = boxes.reshape(b, n_img * boxes.shape[2], boxes.shape[3])
+        if pooled:  # upstream's Downsample keeps the first rows of each image's boxes and order ids
+            boxes, img_order_ids, obj_order_ids = (
+                None if t is None else _first_rows_per_image(t, n_img, v, name)
+                for t, name in ((boxes, "boxes"), (img_order_ids, "img_order_ids"), (obj_order_ids, "obj_order_ids")))
+        if n_img > 1 and img_order_ids is None:
+            img_order_ids = torch.arange(n_img, device=vis_feats.device).repeat_interleave(v).expand(b, -1)
+        if n_img > 1 and obj_order_ids is None:
+            obj_order_ids = torch.arange(v, device=vis_feats.device).repeat(n_img).expand(b, -1)
+        vis_feats = vis_feats.reshape(b, n_img * v, f)
         return self.visual_embedding(vis_feats, boxes, img_order_ids, obj_order_ids)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, vis_feats: torch.Tensor,
                vis_attention_mask: torch.Tensor | None = None, **visual_kwargs: Any
                ) -> tuple[BaseModelOutput, torch.Tensor]:
         """Run the encoder on [prompts ; text ; visual]; returns its output and the full attention mask."""
-        emb = self.backbone.get_input_embeddings()
-        text = emb(input_ids)
-        if self.family == "bart" and getattr(self.backbone.config, "scale_embedding", False):
-            text = text * (self.backbone.config.d_model ** 0.5)
+        # BART's word embedding module applies its own sqrt(d) scale when scale_embedding is set (once, as
+        # upstream's `embed_tokens(ids) * embed_scale`); T5 has none.
+        text = self.backbone.get_input_embeddings()(input_ids)
         vis = self.embed_visual(vis_feats, **visual_kwargs).to(text.dtype)
         b = text.shape[0]
         if attention_mask is None:

@@ -1,7 +1,7 @@
 """Parameter counting: trainable, total and percentage, as the paper reports them.
 
 The denominator is every parameter of the final model (backbone + resized vocabulary + visual projector
-+ PET modules), each counted once (tied embeddings are one tensor), as spec §3 recomputes the paper's.
++ PET modules), each counted once (tied embeddings are one tensor), as docs/method.md §3 recomputes the paper's.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ backbone with full fine-tuning on a text-reconstruction objective (30% of tokens
 ``<mask>``, T5 with ``<extra_id_0>``) and save it as a local backbone directory. The directory carries
 ``vlpet_pretraining.json`` so models built from it, their checkpoints and lineage say exactly what it is:
 not a public pretrained model, but a random init denoised on synthetic text.
+
+Two things stay as upstream, where the backbone goes straight from the hub to fine-tuning: the
+``<vis_extra_id_k>`` word-embedding rows (the frozen object-order embeddings of fine-tuning) keep their random
+init, and a BART directory carries bart-base's hub generation defaults.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any
 
 import torch
 
-from vlpet.backbones import RandomWeightsWarning, load_backbone
+from vlpet.backbones import BART_BASE_GENERATION, RandomWeightsWarning, load_backbone
+from vlpet.tokenization import vis_extra_id_tokens
 
 PRETRAINING_RECORD = "vlpet_pretraining.json"
 CHUNK_SIZE = 8  # rows per forward pass of a pre-training batch (see denoising_backward)
@@ -58,6 +63,12 @@ def denoising_backward(model: Any, tokenizer: Any, batch: Sequence[str], *, max_
     return total
 
 
+def vis_extra_rows(tokenizer: Any) -> list[int]:
+    """Word-embedding rows of the ``<vis_extra_id_k>`` tokens the tokenizer holds (none: empty)."""
+    vocab = tokenizer.get_vocab()
+    return sorted(vocab[t] for t in vis_extra_id_tokens() if t in vocab)
+
+
 def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
     """The record of a backbone directory made by ``denoising_pretrain`` (a random init, not a public
     checkpoint, whoever passes it on); None for anything else."""
@@ -86,6 +97,12 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     family = info.family
     mask_token = "<mask>" if family == "bart" else "<extra_id_0>"
     mask_id = tokenizer.convert_tokens_to_ids(mask_token)
+    # The <vis_extra_id_k> rows are never inputs here, but the tied LM head's softmax gradient and weight decay
+    # would move them; fine-tuning reads them as frozen object-order embeddings, which upstream leaves at
+    # their random init. So their gradient is zeroed (they take no part in clipping) and their values restored.
+    word = model.get_input_embeddings().weight
+    frozen_rows = torch.tensor(vis_extra_rows(tokenizer), dtype=torch.long)
+    frozen_init = word.detach()[frozen_rows].clone()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-6, weight_decay=0.01)
     warmup = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -99,10 +116,17 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
         opt.zero_grad()
         loss = denoising_backward(model, tokenizer, batch, max_length=max_length, mask_id=mask_id,
                                   mask_prob=mask_prob, gen=gen)
+        if word.grad is not None:
+            word.grad[frozen_rows] = 0
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
+        with torch.no_grad():
+            word[frozen_rows] = frozen_init  # undo the decoupled weight decay
         sched.step()
         losses.append(loss)
+    if family == "bart":  # load_backbone leaves them unset; a directory built from later loads as "pretrained"
+        for k, v in BART_BASE_GENERATION.items():
+            setattr(model.generation_config, k, v)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

@@ -1,4 +1,4 @@
-"""Tokenizers with the VL-T5 special tokens (spec §4).
+"""Tokenizers with the VL-T5 special tokens (docs/method.md §4).
 
 Both families get 100 ``<extra_id_i>`` and 100 ``<vis_extra_id_i>`` tokens appended in descending order,
 so ``<vis_extra_id_k>`` has id ``len(tokenizer) - 1 - k``: the visual embedding reads that word-embedding

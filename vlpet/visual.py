@@ -1,9 +1,9 @@
-"""Visual input: the VL-T5 visual embedding and the feature resizers (spec §3-4).
+"""Visual input: the VL-T5 visual embedding and the feature resizers (docs/method.md §3-4).
 
 ``VisualEmbedding`` = LN(Linear(feat→d)) + LN(Linear(box5→d)) + img-order embedding + obj-order embedding,
 with LayerNorm for BART and RMS norm (T5LayerNorm) for T5. Boxes are all zeros in the CLIP pipeline
 ([x1, x2, y1, y2, area]), so the box branch is a learned constant. The object-order embedding reads the
-frozen word-embedding rows ``vocab - 1 - k`` (the ``<vis_extra_id_k>`` tokens); it is held by reference,
+frozen word-embedding rows ``vocab - 1 - k`` (the ``<vis_extra_id_k>`` tokens, unscaled); it is held by reference,
 not registered, so it stays frozen and is not counted twice.
 """
 
@@ -81,5 +81,7 @@ class VisualEmbedding(nn.Module):
             obj_order_ids = torch.arange(n, device=feats.device).expand(b, n)
         emb = self.obj_order_embedding
         obj_rows = emb.num_embeddings - 1 - obj_order_ids
+        # The raw rows: BART's word-embedding module scales by sqrt(d) when scale_embedding is set, but
+        # upstream's obj_order_embedding is the plain, unscaled shared table.
         return (self.feat_embedding(feats) + self.absolute_vis_pos_embedding(pos)
-                + self.img_order_embedding(img_order_ids) + emb(obj_rows))
+                + self.img_order_embedding(img_order_ids) + F.embedding(obj_rows, emb.weight))

@@ -4,7 +4,8 @@ Design
 ======
 Features live in **immutable, content-addressed Arrow IPC files ("segments")**, and every committed
 **snapshot** is a small JSON manifest plus an Arrow index over them. Zarr v3 was measured against this in
-``bench/store.py`` (and in docs/STACK.md section d) and not chosen as the primary layout:
+``bench/store.py`` (see also docs/operations.md, "Library behaviour worth knowing") and not chosen as the
+primary layout:
 
 * reads: the training loader does random single-sample and 256-sample reads. A memory-mapped IPC file
   serves a sample as a zero-copy, read-only numpy view (no decode, no allocation); Zarr decodes a chunk
@@ -87,6 +88,7 @@ from .errors import (
     SnapshotNotFoundError,
     SpecMismatchError,
     StaleRunError,
+    StoreBusyError,
     StoreError,
 )
 from .gc import GcReport
@@ -113,6 +115,7 @@ __all__ = [
     "SnapshotReader",
     "SpecMismatchError",
     "StaleRunError",
+    "StoreBusyError",
     "StoreError",
     "StoreSpec",
     "VerifyReport",

@@ -30,6 +30,10 @@ class StaleRunError(StoreError):
     """The run's parent snapshot is no longer the latest one (another commit happened in between)."""
 
 
+class StoreBusyError(StoreError):
+    """Another process is writing to the store (it holds the writer lock)."""
+
+
 class CorruptionError(StoreError):
     """A segment, index or manifest does not match its recorded checksum or is inconsistent."""
 

@@ -23,6 +23,7 @@ SEGMENTS = "segments"
 SNAPSHOTS = "snapshots"
 RUNS = "runs"
 LOCK_FILE = "LOCK"
+WRITER_LOCK_FILE = "WRITER"
 MANIFEST = "manifest.json"
 INDEX = "index.arrow"
 RUN_FILE = "RUN.json"
@@ -55,6 +56,7 @@ class Layout:
 
         <root>/STORE.json                         format, spec, spec digest (written once)
         <root>/LOCK                               flock'ed by commit and gc
+        <root>/WRITER                             flock'ed by a writer for its whole run (who holds it inside)
         <root>/segments/<sha256>.arrow            immutable committed segments, named by the sha256 of their bytes
         <root>/snapshots/<seq>-<digest12>/        one immutable snapshot: manifest.json + index.arrow
         <root>/runs/<run_id>/RUN.json             a run's staging area: parent snapshot, plan summary
@@ -118,6 +120,41 @@ class Layout:
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def writer_lock(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[None]:
+        """One writer per store: an exclusive flock on ``<root>/WRITER`` held for a whole run (plan, extract,
+        commit). Busy: ``wait=False`` raises ``StoreBusyError`` naming the holder; otherwise ``on_wait(holder)``
+        is called once and the call blocks until the holder ends (the kernel drops the lock of a dead process)."""
+        from .errors import StoreBusyError
+
+        fd = os.open(self.root / WRITER_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        held = False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+                if not wait:
+                    raise StoreBusyError(f"another writer holds the store {self.root} ({holder}); wait for it to "
+                                         f"finish, or run again without --no-wait to queue behind it") from None
+                if on_wait is not None:
+                    on_wait(holder)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            held = True
+            os.ftruncate(fd, 0)
+            import platform
+            from datetime import datetime, timezone
+
+            since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            os.pwrite(fd, f"pid {os.getpid()} on {platform.node()} since {since}".encode(), 0)
+            yield
+        finally:
+            if held:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
 

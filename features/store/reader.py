@@ -3,10 +3,17 @@
 Lookups are O(1) (dicts built once per process from the snapshot index). Segment files are mapped lazily,
 on first use, and the maps are per process: after a ``fork`` (DataLoader workers) the reader sees the pid
 change and reopens its maps in the child; pickling (``spawn``) carries only the store path and snapshot id.
+
+Readers verify what they hand out: a segment's bytes are hashed against its name (its sha256, which the
+snapshot manifest records) when the segment is first mapped in a process, so a flipped or truncated byte
+stops the caller with a ``CorruptionError`` naming the segment instead of feeding wrong features to training.
+One sha256 pass over each segment per process (the pages it reads are the ones training reads next).
+``verify=False`` (or ``VERIFY_ON_MAP = False``) skips it, for measuring what it costs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -15,11 +22,40 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import QuarantinedError, StoreError
+from .errors import CorruptionError, QuarantinedError, StoreError
 from .layout import INDEX, Layout
 from .segment import Segment, numpy_view
 from .snapshot import OK, QuarantineRecord, SnapshotInfo, read_index_table
 from .spec import StoreSpec
+
+VERIFY_ON_MAP = True  # the default of SnapshotReader(verify=...)
+_VERIFIED: set[tuple[str, int, int, int, int]] = set()  # (path, dev, inode, size, mtime_ns) checked in this process
+_VERIFIED_LOCK = threading.Lock()
+
+
+def check_segment_file(path: Path, expected_sha: str, expected_bytes: int | None, snapshot_id: str,
+                       root: Path) -> None:
+    """Hash a committed segment file once per process and compare it with the sha256 (and size) the snapshot
+    records; ``CorruptionError`` naming the segment and the way out when they differ."""
+    st = path.stat()  # FileNotFoundError: the caller reports a missing segment
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _VERIFIED:
+        return
+    fix = (f"run `vlpet store verify {root}` to list every damaged segment, then restore the store from a "
+           f"backup or extract again into a new store (`vlpet extract --media ... --store NEW`)")
+    if expected_bytes is not None and st.st_size != expected_bytes:
+        raise CorruptionError(f"segment {path.name} of snapshot {snapshot_id} in {root} has {st.st_size} bytes, "
+                              f"the snapshot recorded {expected_bytes} (truncated or overwritten); {fix}")
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    if h.hexdigest() != expected_sha:
+        raise CorruptionError(f"segment {path.name} of snapshot {snapshot_id} in {root} does not match its "
+                              f"checksum (sha256 {h.hexdigest()}, recorded {expected_sha}): its bytes are "
+                              f"corrupt; {fix}")
+    with _VERIFIED_LOCK:
+        _VERIFIED.add(key)
 
 
 @dataclass(frozen=True)
@@ -43,10 +79,11 @@ class SnapshotReader:
     segment files (no copy); ``get_many`` stacks fixed-shape samples into one new array, and returns a list
     of views for ragged ones."""
 
-    def __init__(self, root: str | os.PathLike, spec: StoreSpec, info: SnapshotInfo):
+    def __init__(self, root: str | os.PathLike, spec: StoreSpec, info: SnapshotInfo, *, verify: bool | None = None):
         self.root = Path(root)
         self.spec = spec
         self.snapshot = info
+        self.verify = VERIFY_ON_MAP if verify is None else verify
         self._index_loaded = False
         self._maps_pid: int | None = None
         self._segments: list[Segment | None] = []
@@ -54,10 +91,10 @@ class SnapshotReader:
 
     # --- pickling / fork -----------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
-        return {"root": self.root, "spec": self.spec, "snapshot": self.snapshot}
+        return {"root": self.root, "spec": self.spec, "snapshot": self.snapshot, "verify": self.verify}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["root"], state["spec"], state["snapshot"])
+        self.__init__(state["root"], state["spec"], state["snapshot"], verify=state.get("verify"))
 
     def _load_index(self) -> None:
         table = read_index_table(self.snapshot.path / INDEX)
@@ -104,12 +141,30 @@ class SnapshotReader:
                     name = self._seg_names[k]
                     path = Layout(self.root).segment(name)
                     try:
+                        if self.verify:
+                            rec = self.snapshot.segments.get(name) or {}
+                            check_segment_file(path, rec.get("sha256", name), rec.get("bytes"), self.snapshot.id,
+                                               self.root)
                         seg = Segment(path, self.spec)
                     except FileNotFoundError as e:
                         raise StoreError(f"segment {name} of snapshot {self.snapshot.id} is missing from "
                                          f"{path.parent} (garbage-collected or deleted?)") from e
                     self._segments[k] = seg
         return seg
+
+    def check_segments(self, media_ids: Iterable[str] | None = None) -> int:
+        """Map (and so verify, see the module docstring) every segment holding the features of ``media_ids``
+        (default: every usable sample); returns how many. Task-table builds call it so a corrupt store stops
+        the build, not a training run hours later."""
+        self._ensure()
+        if media_ids is None:
+            ks = {int(k) for k in self._seg if k >= 0}
+        else:
+            ks = {int(self._seg[i]) for i in (self._by_id[m] for m in media_ids if m in self._by_id)
+                  if self._seg[i] >= 0}
+        for k in sorted(ks):
+            self._segment(k)
+        return len(ks)
 
     def close(self) -> None:
         """Drop the maps (views already handed out stay valid: they keep their buffers alive)."""

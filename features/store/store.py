@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -29,6 +30,7 @@ from .layout import (
     MANIFEST,
     RUN_FILE,
     TMP_PREFIX,
+    WRITER_LOCK_FILE,
     Layout,
     check_id,
     create_exclusive,
@@ -163,7 +165,7 @@ class FeatureStore:
         root = Path(root)
         layout = Layout(root)
         if not layout.store_file.exists():
-            ours = {layout.segments.name, layout.snapshots.name, layout.runs.name, LOCK_FILE}
+            ours = {layout.segments.name, layout.snapshots.name, layout.runs.name, LOCK_FILE, WRITER_LOCK_FILE}
             if root.is_dir():
                 foreign = sorted(n for n in os.listdir(root) if n not in ours and not n.startswith(TMP_PREFIX))
                 if foreign:
@@ -181,13 +183,15 @@ class FeatureStore:
         return cls(root, existing)
 
     @classmethod
-    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None) -> SnapshotReader:
-        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest")."""
+    def open_reader(cls, root: str | os.PathLike, snapshot: str | None = None, *,
+                    verify: bool | None = None) -> SnapshotReader:
+        """A read-only reader of ``snapshot`` (id, unique id prefix, or None/"latest"); ``verify`` (default
+        ``reader.VERIFY_ON_MAP``, on) checks each segment's sha256 when it is first mapped in a process."""
         store = cls.open(root)
-        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot))
+        return SnapshotReader(store.root, store.spec, store.snapshot(snapshot), verify=verify)
 
-    def reader(self, snapshot: str | None = None) -> SnapshotReader:
-        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot))
+    def reader(self, snapshot: str | None = None, *, verify: bool | None = None) -> SnapshotReader:
+        return SnapshotReader(self.root, self.spec, self.snapshot(snapshot), verify=verify)
 
     # --- snapshots -----------------------------------------------------------------------------------------
     def snapshot_ids(self) -> list[str]:
@@ -304,6 +308,22 @@ class FeatureStore:
             raise StaleRunError(f"run {run_id} was staged on top of snapshot {existing.get('parent')}, "
                                 f"but the latest is {parent}")
         return Run(self.root, run_id, parent, self.spec, plan)
+
+    @contextlib.contextmanager
+    def writer(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[list[str]]:
+        """Hold the store's writer lock for a whole run (see ``Layout.writer_lock``) and, once it is held,
+        remove the orphan runs of earlier writers that can no longer commit (their parent is not the latest
+        snapshot, or their RUN.json is unreadable). Yields the removed run ids."""
+        from .gc import _remove
+
+        with self.layout.writer_lock(wait=wait, on_wait=on_wait):
+            with self.layout.lock():
+                latest = self.latest()
+                removed = [r["run_id"] for r in self.runs()
+                           if r.get("broken") or r.get("parent") != (latest.id if latest else None)]
+                for run_id in removed:
+                    _remove(self.layout.run_dir(run_id))
+            yield removed
 
     def open_run(self, run_id: str) -> Run:
         """An existing run's staging area (for shard processes that did not plan themselves)."""

@@ -14,9 +14,9 @@ import pyarrow as pa
 from pipelines.tables.arrow_io import attach_metadata
 from pipelines.tables.errors import TableParseError, index_ref
 from pipelines.tables.hashing import digest_file
-from pipelines.tables.readers import Record, expect_dict, expect_list, load_json
+from pipelines.tables.readers import Record, iter_json_items, json_top_level
 from pipelines.tables.report import ParseReport
-from pipelines.tables.schemas import CAPTION_SCHEMA, build_table, empty_columns
+from pipelines.tables.schemas import CAPTION_SCHEMA, BatchedColumns
 
 DATASET = "coco_karpathy"
 FAMILY = "caption"
@@ -26,14 +26,15 @@ KARPATHY_SPLIT = {"train": "train", "restval": "train", "val": "val", "test": "t
 def parse_coco_karpathy(path: Path) -> tuple[pa.Table, ParseReport]:
     """``dataset_coco.json`` -> caption table with every image of every split (metadata split ``all``)."""
     path = Path(path)
-    document = expect_dict(path, load_json(path), "the Karpathy split file")
-    if "images" not in document:
+    top = json_top_level(path, "the Karpathy split file", ("images",))
+    if "images" not in top:
         raise TableParseError(path, "missing top-level field 'images' (is this dataset_coco.json?)")
-    images = expect_list(path, document["images"], "'images'")
+    if top["images"] != "list":
+        raise TableParseError(path, f"expected 'images' to be a JSON list, got {top['images']}")
     report = ParseReport(DATASET, "all", sources=[str(path)])
-    cols = empty_columns(CAPTION_SCHEMA)
+    cols = BatchedColumns(CAPTION_SCHEMA)
     seen: dict[str, str] = {}
-    for i, raw in enumerate(images):
+    for i, raw in enumerate(iter_json_items(path, "images.item")):  # streamed: 123k images, 616k captions
         report.records_read += 1
         rec = Record(raw, path, f"images {index_ref(i)}")
         filename = rec.text("filename")
@@ -49,16 +50,11 @@ def parse_coco_karpathy(path: Path) -> tuple[pa.Table, ParseReport]:
             sub = rec.sub(sentence, f"sentences[{j}]")
             captions.append(sub.text("raw").strip())
             sentids.append(sub.integer("sentid"))
-        cols["image_id"].append(image_id)
-        cols["cocoid"].append(rec.integer("cocoid"))
-        cols["filepath"].append(rec.text("filepath"))
-        cols["filename"].append(filename)
-        cols["split"].append(split)
-        cols["karpathy_split"].append(KARPATHY_SPLIT[split])
-        cols["captions"].append(captions)
-        cols["sentids"].append(sentids)
+        cols.append({"image_id": image_id, "cocoid": rec.integer("cocoid"), "filepath": rec.text("filepath"),
+                     "filename": filename, "split": split, "karpathy_split": KARPATHY_SPLIT[split],
+                     "captions": captions, "sentids": sentids})
         report.note(f"images in {split}")
-    table = build_table(cols, CAPTION_SCHEMA)
+    table = cols.table()
     report.records_written = table.num_rows
     table = attach_metadata(table, family=FAMILY, dataset=DATASET, split="all", sources=[digest_file(path)])
     return table, report

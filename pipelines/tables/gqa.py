@@ -15,7 +15,7 @@ import pyarrow as pa
 from pipelines.tables.arrow_io import attach_metadata
 from pipelines.tables.errors import index_ref, key_ref
 from pipelines.tables.hashing import digest_file
-from pipelines.tables.readers import Record, expect_dict, expect_list, load_json
+from pipelines.tables.readers import Record, expect_list, iter_json_object, load_json
 from pipelines.tables.report import ParseReport
 from pipelines.tables.vqa_family import VqaColumns, answers_from_label
 
@@ -34,13 +34,15 @@ def _type(rec: Record, key: str) -> str | None:
 
 
 def parse_gqa_balanced(path: Path, *, split: str | None = None) -> tuple[pa.Table, ParseReport]:
-    """Official GQA questions dict -> VQA-like table (``split`` defaults to the name before ``_balanced``)."""
+    """Official GQA questions dict -> VQA-like table (``split`` defaults to the name before ``_balanced``).
+
+    The file is streamed (``iter_json_object``): train_balanced holds 943k questions, ~1 GB of JSON.
+    """
     path = Path(path)
-    document = expect_dict(path, load_json(path), "the GQA questions file")
     split = split or path.stem.split("_balanced")[0].split("_all")[0]
     report = ParseReport(DATASET, split, sources=[str(path)])
     rows = VqaColumns(path)
-    for qid, raw in document.items():
+    for qid, raw in iter_json_object(path, "the GQA questions file"):
         report.records_read += 1
         rec = Record(raw, path, key_ref(qid))
         answer = rec.text("answer", required=False)

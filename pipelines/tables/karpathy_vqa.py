@@ -1,4 +1,4 @@
-"""Rebuild VL-T5's Karpathy VQA splits from the official VQA v2 train+val tables (DATA_SPEC §2.2).
+"""Rebuild VL-T5's Karpathy VQA splits from the official VQA v2 train+val tables (docs/data.md §2.2).
 
 The VL-Adapter Drive zip is gone, so the three files are reconstructed: every train2014+val2014 question
 goes to the Karpathy split of its image (train + restval -> ``karpathy_train``), soft labels are restricted
@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.tables.arrow_io import attach_metadata, table_metadata
 from pipelines.tables.captions import parse_coco_karpathy
@@ -21,7 +23,7 @@ from pipelines.tables.errors import TableParseError, key_ref
 from pipelines.tables.hashing import SourceDigest, digest_file
 from pipelines.tables.readers import expect_dict, load_json
 from pipelines.tables.report import ParseReport
-from pipelines.tables.vqa_family import VqaColumns
+from pipelines.tables.schemas import VQA_SCHEMA
 
 DATASET = "vqa_v2"
 SPLIT_OF_KARPATHY = {"train": "karpathy_train", "val": "karpathy_val", "test": "karpathy_test"}
@@ -66,50 +68,81 @@ def rebuild_karpathy_vqa(
     else:
         vocab = load_answer_vocab(Path(ans2label))
         sources.append(digest_file(Path(ans2label)))
-    image_split = dict(
-        zip(captions.column("image_id").to_pylist(), captions.column("karpathy_split").to_pylist(), strict=True)
-    )
-
     report = ParseReport(DATASET, "karpathy")
-    rows = {name: VqaColumns("karpathy rebuild") for name in EXPECTED_COUNTS}
+    vocab_array = pa.array(list(vocab), pa.string())
+    parts: dict[str, list[pa.Table]] = {name: [] for name in EXPECTED_COUNTS}
     for table in vqa_tables:
         table_sources = _sources_of(table)
         sources += table_sources
         where = table_sources[0].path if table_sources else "<VQA table>"
-        columns = {name: table.column(name).to_pylist() for name in
-                   ("question_id", "image_id", "question", "answers", "answer_type", "question_type", "raw_answers")}
-        for i, qid in enumerate(columns["question_id"]):
-            report.records_read += 1
-            split = image_split.get(columns["image_id"][i])
-            if split is None:
-                report.skip("image not in the Karpathy split")
-                continue
-            answers = columns["answers"][i]
-            if answers is None:
-                raise TableParseError(where, "question has no answers: the Karpathy rebuild needs annotated "
-                                      "(train2014/val2014) tables", record=f"question_id {qid}", field="answers")
-            kept = [a for a in answers if a["answer"] in vocab]
-            best = max((a["score"] for a in answers), default=0.0)
-            topk = bool(answers) and max((a["score"] for a in kept), default=0.0) == best
-            if not kept:
-                report.note("questions with no in-vocabulary answer")
-            rows[SPLIT_OF_KARPATHY[split]].add(
-                ref=f"question_id {qid}", question_id=qid, image_id=columns["image_id"][i],
-                question=columns["question"][i], answers=kept, answer_type=columns["answer_type"][i],
-                question_type=columns["question_type"][i], raw_answers=columns["raw_answers"][i],
-                is_topk_optimal=topk,
-            )
+        report.records_read += table.num_rows
+        # Columnar join (Arrow compute): the row-by-row version held every question as Python dicts (~GBs).
+        position = pc.index_in(table.column("image_id"), value_set=captions.column("image_id"))
+        split = pc.take(captions.column("karpathy_split"), position)
+        unmatched = split.null_count
+        if unmatched:
+            report.skip("image not in the Karpathy split", unmatched)
+        kept = table.filter(pc.is_valid(split)).append_column("karpathy_split", pc.drop_null(split))
+        if kept.column("answers").null_count:
+            qid = kept.filter(pc.is_null(kept.column("answers"))).column("question_id")[0].as_py()
+            raise TableParseError(where, "question has no answers: the Karpathy rebuild needs annotated "
+                                  "(train2014/val2014) tables", record=f"question_id {qid}", field="answers")
+        answers, topk, no_vocab = _in_vocabulary(kept.column("answers").combine_chunks(), vocab_array)
+        if no_vocab:
+            report.note("questions with no in-vocabulary answer", no_vocab)
+        kept = kept.set_column(kept.schema.get_field_index("answers"), VQA_SCHEMA.field("answers"), answers)
+        kept = kept.set_column(kept.schema.get_field_index("is_topk_optimal"), VQA_SCHEMA.field("is_topk_optimal"),
+                               topk)
+        for karpathy_name, name in SPLIT_OF_KARPATHY.items():
+            part = kept.filter(pc.equal(kept.column("karpathy_split"), karpathy_name)).drop_columns("karpathy_split")
+            parts[name].append(part.cast(VQA_SCHEMA))
     unique_sources = list({s.sha256 + s.path: s for s in sources}.values())
     report.sources = [s.path for s in unique_sources]
     out: dict[str, pa.Table] = {}
-    for name, cols in rows.items():
+    for name, tables in parts.items():
+        split_table = pa.concat_tables(tables) if tables else VQA_SCHEMA.empty_table()
+        _check_unique(split_table)
         out[name] = attach_metadata(
-            cols.table(), family="vqa", dataset=DATASET, split=name, sources=unique_sources,
+            split_table, family="vqa", dataset=DATASET, split=name, sources=unique_sources,
             extra={"route": "karpathy_rebuild", "vocab_size": str(len(vocab))},
         )
         report.note(f"questions in {name}", out[name].num_rows)
     report.records_written = sum(t.num_rows for t in out.values())
     return out, report
+
+
+def _in_vocabulary(answers: pa.ListArray, vocab: pa.Array) -> tuple[pa.ListArray, pa.BooleanArray, int]:
+    """Answer lists restricted to the vocabulary (order kept), ``is_topk_optimal`` per row, rows left with none.
+
+    Lists are sorted by (-score, answer), so a list's best score is its first element's: a row is topk-optimal
+    when it has answers and its first in-vocabulary score (0.0 when none) equals its first score.
+    """
+    flat = answers.flatten()
+    offsets = answers.offsets.to_numpy()
+    scores = flat.field("score").to_numpy(zero_copy_only=False)
+    in_vocab = pc.is_in(flat.field("answer"), value_set=vocab).to_numpy(zero_copy_only=False)
+    parent = np.repeat(np.arange(len(answers)), np.diff(offsets))
+    kept_per_row = np.bincount(parent[in_vocab], minlength=len(answers))
+    new_offsets = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int32)
+    kept = pa.ListArray.from_arrays(pa.array(new_offsets), flat.filter(pa.array(in_vocab)))
+    has_answers = np.diff(offsets) > 0
+    best = np.where(has_answers, scores[np.minimum(offsets[:-1], max(len(scores) - 1, 0))] if len(scores) else 0, 0)
+    kept_scores = scores[in_vocab]
+    best_kept = np.where(kept_per_row > 0, kept_scores[np.minimum(new_offsets[:-1], max(len(kept_scores) - 1, 0))]
+                         if len(kept_scores) else 0, 0.0)
+    topk = has_answers & (best_kept == best)
+    return kept, pa.array(topk), int((kept_per_row == 0).sum())
+
+
+def _check_unique(table: pa.Table) -> None:
+    """A question id twice in one split would double-count in evaluation (train2014 and val2014 overlap?)."""
+    ids = table.column("question_id")
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids)
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+    raise TableParseError("karpathy rebuild", "duplicate question_id (first seen at question_id " + dup + ")",
+                          record=f"question_id {dup}", field="question_id", value=dup, has_value=True)
 
 
 @dataclass
@@ -154,7 +187,7 @@ class KarpathyCountCheck:
 
 
 def check_karpathy_counts(splits: Mapping[str, pa.Table]) -> KarpathyCountCheck:
-    """Compare rebuilt split sizes with DATA_SPEC §2.2; reports, never raises."""
+    """Compare rebuilt split sizes with docs/data.md §2.2; reports, never raises."""
     observed = {name: splits[name].num_rows if name in splits else 0 for name in EXPECTED_COUNTS}
     topk = 0
     if "karpathy_test" in splits:

@@ -17,7 +17,7 @@ from pipelines.tables.errors import index_ref
 from pipelines.tables.hashing import digest_file
 from pipelines.tables.readers import Record, expect_list, iter_jsonl, load_json
 from pipelines.tables.report import ParseReport
-from pipelines.tables.schemas import NLVR2_SCHEMA, build_table, empty_columns
+from pipelines.tables.schemas import NLVR2_SCHEMA, BatchedColumns
 
 DATASET = "nlvr2"
 FAMILY = "nlvr2"
@@ -36,7 +36,8 @@ def image_ids(identifier: str) -> tuple[str, str, str]:
 
 class _Rows:
     def __init__(self, path: Path) -> None:
-        self.cols = empty_columns(NLVR2_SCHEMA)
+        self.cols = BatchedColumns(NLVR2_SCHEMA)
+        self.splits: set[str] = set()
         self.path = path
         self.seen: dict[str, str] = {}
 
@@ -52,17 +53,18 @@ class _Rows:
         row = {"identifier": identifier, "split": split, "img0": img0, "img1": img1, "sentence": sentence,
                "label": label}
         row.update(optional)
-        for name in NLVR2_SCHEMA.names:
-            self.cols[name].append(row.get(name))
+        self.cols.append(row)
+        self.splits.add(split)
+        self.last = row
 
     def table(self) -> pa.Table:
-        return build_table(self.cols, NLVR2_SCHEMA)
+        return self.cols.table()
 
 
 def _finish(rows: _Rows, report: ParseReport, path: Path, split: str | None, route: str) -> pa.Table:
     table = rows.table()
     report.records_written = table.num_rows
-    splits = sorted(set(rows.cols["split"]))
+    splits = sorted(rows.splits)
     report.split = split or (splits[0] if len(splits) == 1 else path.stem)
     return attach_metadata(
         table, family=FAMILY, dataset=DATASET, split=report.split, sources=[digest_file(path)], extra={"route": route}
@@ -112,10 +114,9 @@ def parse_nlvr2_lxmert(path: Path, *, split: str | None = None) -> tuple[pa.Tabl
         if label not in (0, 1):
             raise rec.error("label", "expected 0 or 1", label)
         rows.add(rec, sentence=rec.text("sent"), label=bool(label), uid=rec.text("uid", required=False))
-        n = len(rows.cols["img0"]) - 1
         for side in ("img0", "img1"):
             given = rec.text(side)
-            if given != rows.cols[side][n]:
-                raise rec.error(side, f"does not match the identifier (expected {rows.cols[side][n]!r})", given)
+            if given != rows.last[side]:
+                raise rec.error(side, f"does not match the identifier (expected {rows.last[side]!r})", given)
     return _finish(rows, report, path, split, "lxmert"), report
 

@@ -123,3 +123,40 @@ def build_table(columns: Mapping[str, Sequence[Any]], schema: pa.Schema) -> pa.T
             raise ValueError(f"column {field.name!r} is declared non-null but has {array.null_count} nulls")
         arrays.append(array)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+BATCH_ROWS = 65_536
+
+
+class BatchedColumns:
+    """Rows appended as Python values, turned into an Arrow record batch every ``batch_rows`` rows.
+
+    Parsers of the large files (GQA 1.07M questions, VQA 658k) keep at most one batch as Python objects;
+    what accumulates is Arrow data (a few bytes per value, not a Python object each).
+    """
+
+    def __init__(self, schema: pa.Schema, batch_rows: int = BATCH_ROWS) -> None:
+        self.schema = schema
+        self.batch_rows = batch_rows
+        self.columns = empty_columns(schema)
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        for name, values in self.columns.items():
+            values.append(row.get(name))
+        self.rows += 1
+        if len(self.columns[self.schema.names[0]]) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.columns[self.schema.names[0]]:
+            self.batches.append(build_table(self.columns, self.schema).to_batches()[0])
+            self.columns = empty_columns(self.schema)
+
+    def table(self) -> pa.Table:
+        self.flush()
+        return pa.Table.from_batches(self.batches, schema=self.schema)

@@ -17,7 +17,7 @@ from pipelines.tables.errors import line_ref
 from pipelines.tables.hashing import digest_file
 from pipelines.tables.readers import Record, iter_jsonl
 from pipelines.tables.report import ParseReport
-from pipelines.tables.schemas import VIDEO_CAPTION_SCHEMA, build_table, empty_columns
+from pipelines.tables.schemas import VIDEO_CAPTION_SCHEMA, BatchedColumns
 from pipelines.tables.splits import split_from_stem
 from pipelines.tables.subtitles import SubtitleIndex, as_index
 
@@ -49,7 +49,7 @@ def parse_video_captions(
     split = split or split_from_stem(path, dataset)
     index = as_index(subtitles)
     report = ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
-    cols = empty_columns(VIDEO_CAPTION_SCHEMA)
+    cols = BatchedColumns(VIDEO_CAPTION_SCHEMA)
     seen: dict[int, int] = {}
     for line_no, raw in iter_jsonl(path):
         report.records_read += 1
@@ -74,16 +74,18 @@ def parse_video_captions(
             if subs is None:
                 report.note("clips whose video has no subtitles")
                 subs = []
-        cols["clip_id"].append(clip_id)
-        cols["vid_name"].append(vid_name)
-        cols["ts"].append(_timestamps(rec, _NEEDS_TS[dataset]))
-        cols["duration"].append(rec.number("duration", required=False))
-        cols["captions"].append(captions)
-        cols["desc_ids"].append(desc_ids)
-        cols["desc_types"].append(desc_types)
-        cols["subtitles"].append(subs)
-        cols["split"].append(split)
-    table = build_table(cols, VIDEO_CAPTION_SCHEMA)
+        cols.append({
+            "clip_id": clip_id,
+            "vid_name": vid_name,
+            "ts": _timestamps(rec, _NEEDS_TS[dataset]),
+            "duration": rec.number("duration", required=False),
+            "captions": captions,
+            "desc_ids": desc_ids,
+            "desc_types": desc_types,
+            "subtitles": subs,
+            "split": split,
+        })
+    table = cols.table()
     report.records_written = table.num_rows
     sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
     table = attach_metadata(table, family=FAMILY, dataset=dataset, split=split, sources=sources)

@@ -17,7 +17,7 @@ from pipelines.tables.errors import key_ref, line_ref
 from pipelines.tables.hashing import digest_file
 from pipelines.tables.readers import Record, expect_dict, iter_jsonl, load_json
 from pipelines.tables.report import ParseReport
-from pipelines.tables.schemas import VIDEO_QA_SCHEMA, build_table, empty_columns
+from pipelines.tables.schemas import VIDEO_QA_SCHEMA, BatchedColumns
 from pipelines.tables.splits import split_from_stem
 from pipelines.tables.subtitles import SubtitleIndex, as_index
 
@@ -41,7 +41,7 @@ def parse_video_qa(
     split = split or split_from_stem(path, dataset)
     index = as_index(subtitles)
     report = ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
-    cols = empty_columns(VIDEO_QA_SCHEMA)
+    cols = BatchedColumns(VIDEO_QA_SCHEMA)
     seen: dict[int, int] = {}
     for line_no, raw in iter_jsonl(path):
         report.records_read += 1
@@ -63,16 +63,18 @@ def parse_video_qa(
             if subs is None:
                 report.note("records whose video has no subtitles")
                 subs = []
-        cols["qid"].append(qid)
-        cols["vid_name"].append(vid_name)
-        cols["question"].append(rec.text("q"))
-        cols["choices"].append(choices)
-        cols["answer_idx"].append(answer_idx)
-        cols["ts"].append(rec.text("ts"))
-        cols["show_name"].append(rec.text("show_name", required=False))
-        cols["subtitles"].append(subs)
-        cols["split"].append(split)
-    table = build_table(cols, VIDEO_QA_SCHEMA)
+        cols.append({
+            "qid": qid,
+            "vid_name": vid_name,
+            "question": rec.text("q"),
+            "choices": choices,
+            "answer_idx": answer_idx,
+            "ts": rec.text("ts"),
+            "show_name": rec.text("show_name", required=False),
+            "subtitles": subs,
+            "split": split,
+        })
+    table = cols.table()
     report.records_written = table.num_rows
     sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
     table = attach_metadata(table, family=FAMILY, dataset=dataset, split=split, sources=sources)

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 
 from pipelines.tables.arrow_io import table_metadata
-from vlpet.atomic import write_text_atomic
+from vlpet.atomic import write_atomic
 
 
 def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) -> list[dict[str, Any]]:
@@ -23,10 +24,21 @@ def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) 
     """
     if int_question_ids is None:
         int_question_ids = table_metadata(table).get("dataset") == "vqa_v2"
-    out = []
-    for row in table.select(
-        ["image_id", "question", "question_id", "question_type", "answer_type", "answers", "is_topk_optimal"]
-    ).to_pylist():
+    return list(_iter_records(table, int_question_ids))
+
+
+_BATCH = 16_384
+
+
+def _iter_records(table: pa.Table, int_question_ids: bool) -> Iterator[dict[str, Any]]:
+    """The records one batch of rows at a time (a 605k-row split as Python dicts at once took ~1 GB)."""
+    columns = ["image_id", "question", "question_id", "question_type", "answer_type", "answers", "is_topk_optimal"]
+    for batch in table.select(columns).to_batches(max_chunksize=_BATCH):
+        yield from _records(batch.to_pylist(), int_question_ids)
+
+
+def _records(rows: list[dict[str, Any]], int_question_ids: bool) -> Iterator[dict[str, Any]]:
+    for row in rows:
         qid: str | int = row["question_id"]
         if int_question_ids:
             if not (qid.isdigit() and str(int(qid)) == qid):
@@ -40,13 +52,26 @@ def vl_t5_vqa_records(table: pa.Table, *, int_question_ids: bool | None = None) 
             record["label"] = {a["answer"]: round(float(a["score"]), 4) for a in row["answers"]}
         if row["is_topk_optimal"] is not None:
             record["is_topk_optimal"] = row["is_topk_optimal"]
-        out.append(record)
-    return out
+        yield record
 
 
 def write_vl_t5_vqa_json(table: pa.Table, path: Path | str, *, int_question_ids: bool | None = None) -> int:
-    """Atomically write the VL-T5 JSON list (``vlpet.atomic``: temp file, fsync, rename); returns the count."""
+    """Atomically write the VL-T5 JSON list (``vlpet.atomic``: temp file, fsync, rename); returns the count.
+
+    Streamed record by record; the bytes are those of ``json.dumps(list_of_records)``.
+    """
     path = Path(path)
-    records = vl_t5_vqa_records(table, int_question_ids=int_question_ids)
-    write_text_atomic(path, json.dumps(records))
-    return len(records)
+    if int_question_ids is None:
+        int_question_ids = table_metadata(table).get("dataset") == "vqa_v2"
+    count = 0
+
+    def write(handle: IO[bytes]) -> None:
+        nonlocal count
+        handle.write(b"[")
+        for record in _iter_records(table, int_question_ids):
+            handle.write((", " if count else "").encode() + json.dumps(record).encode("utf-8"))
+            count += 1
+        handle.write(b"]")
+
+    write_atomic(path, write)
+    return count

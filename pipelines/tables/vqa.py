@@ -15,8 +15,9 @@ import pyarrow as pa
 from pipelines.tables.arrow_io import attach_metadata
 from pipelines.tables.errors import TableParseError, index_ref
 from pipelines.tables.hashing import digest_file
-from pipelines.tables.readers import Record, expect_dict, expect_list, load_json
+from pipelines.tables.readers import Record, expect_list, iter_json_items, json_top_level, load_json
 from pipelines.tables.report import ParseReport
+from pipelines.tables.schemas import BATCH_ROWS, BatchedColumns
 from pipelines.tables.vqa_family import VqaColumns, answers_from_label, soft_scores
 
 DATASET = "vqa_v2"
@@ -45,19 +46,53 @@ def _answer_type(rec: Record) -> str | None:
     return value
 
 
-def _load_annotations(path: Path) -> tuple[dict[int, Record], str | None]:
-    document = expect_dict(path, load_json(path), "the annotations file")
-    if "annotations" not in document:
-        raise TableParseError(path, "missing top-level field 'annotations' (is this a VQA annotations file?)")
-    by_qid: dict[int, Record] = {}
-    for i, raw in enumerate(expect_list(path, document["annotations"], "'annotations'")):
-        rec = Record(raw, path, _list_ref("annotations", i))
-        qid = rec.integer("question_id")
-        if qid in by_qid:
-            raise rec.error("question_id", f"duplicate annotation (first at {by_qid[qid].ref})", qid)
-        by_qid[qid] = rec
-    subtype = document.get("data_subtype")
-    return by_qid, subtype if isinstance(subtype, str) else None
+_ANNOTATION_SCHEMA = pa.schema([
+    pa.field("image_id", pa.int64(), nullable=False),
+    pa.field("raw_answers", pa.list_(pa.string()), nullable=False),
+    pa.field("answer_type", pa.string()),
+    pa.field("question_type", pa.string()),
+])
+
+
+def _top_level(path: Path, what: str, records: str, hint: str) -> str | None:
+    """Check the file's shape (an object with a ``records`` list) without reading it; its ``data_subtype``."""
+    top = json_top_level(path, what, (records, "data_subtype"))
+    if records not in top:
+        raise TableParseError(path, f"missing top-level field {records!r} ({hint})")
+    if top[records] != "list":
+        raise TableParseError(path, f"expected {records!r} to be a JSON list, got {top[records]}")
+    subtype = top.get("data_subtype")
+    return subtype if isinstance(subtype, str) else None
+
+
+class _Annotations:
+    """The annotations file streamed into Arrow columns, with question_id -> position (not Python records:
+    the 4.4M annotator answers of train2014 as dicts were most of VQA prepare's 3.5 GB)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.position: dict[int, int] = {}
+        self.qids: list[int] = []
+        columns = BatchedColumns(_ANNOTATION_SCHEMA)
+        for i, raw in enumerate(iter_json_items(path, "annotations.item")):
+            rec = Record(raw, path, self.ref(i))
+            qid = rec.integer("question_id")
+            if qid in self.position:
+                raise rec.error("question_id", f"duplicate annotation (first at {self.ref(self.position[qid])})", qid)
+            self.position[qid] = i
+            self.qids.append(qid)
+            columns.append({"image_id": rec.integer("image_id"), "raw_answers": _raw_answers(rec),
+                            "answer_type": _answer_type(rec),
+                            "question_type": rec.text("question_type", required=False)})
+        self.table = columns.table()
+        self.image_ids = self.table.column("image_id").to_numpy()
+
+    @staticmethod
+    def ref(i: int) -> str:
+        return _list_ref("annotations", i)
+
+    def error(self, i: int, field: str, message: str, value: object) -> TableParseError:
+        return TableParseError(self.path, message, record=self.ref(i), field=field, value=value, has_value=True)
 
 
 def _raw_answers(rec: Record) -> list[str]:
@@ -88,17 +123,13 @@ def parse_vqa_official(
     exactly one annotation whose ``image_id`` matches the question's when annotations are given.
     """
     questions_path = Path(questions_path)
-    document = expect_dict(questions_path, load_json(questions_path), "the questions file")
-    if "questions" not in document:
-        raise TableParseError(questions_path, "missing top-level field 'questions' (is this a VQA questions file?)")
-    questions = expect_list(questions_path, document["questions"], "'questions'")
-    q_subtype = document.get("data_subtype") if isinstance(document.get("data_subtype"), str) else None
-
-    annotations: dict[int, Record] | None = None
+    q_subtype = _top_level(questions_path, "the questions file", "questions", "is this a VQA questions file?")
+    annotations: _Annotations | None = None
     a_subtype = None
     if annotations_path is not None:
         annotations_path = Path(annotations_path)
-        annotations, a_subtype = _load_annotations(annotations_path)
+        a_subtype = _top_level(annotations_path, "the annotations file", "annotations",
+                               "is this a VQA annotations file?")
         if q_subtype and a_subtype and q_subtype != a_subtype:
             raise TableParseError(
                 annotations_path,
@@ -111,44 +142,63 @@ def parse_vqa_official(
             questions_path, "no 'data_subtype' to name the COCO image folder; pass image_subtype='train2014' etc."
         )
     split = split or subtype or folder
+    if annotations_path is not None:
+        annotations = _Annotations(annotations_path)
 
     sources = [questions_path] + ([annotations_path] if annotations_path is not None else [])
     report = ParseReport(DATASET, split, sources=[str(p) for p in sources])
     rows = VqaColumns(questions_path)
-    used: set[int] = set()
-    for i, raw in enumerate(questions):
+    used = bytearray(len(annotations.qids)) if annotations is not None else bytearray()
+    pending: list[tuple[str, int, int, str, int]] = []  # ref, qid, image_id, question, annotation position
+
+    def emit() -> None:
+        """Rows of the pending questions; the annotator answers of one batch at a time become Python."""
+        if annotations is not None:
+            picked = annotations.table.take(pa.array([p[4] for p in pending], pa.int64()))
+            raw = picked.column("raw_answers").to_pylist()
+            a_types = picked.column("answer_type").to_pylist()
+            q_types = picked.column("question_type").to_pylist()
+        for k, (ref, qid, image_id, question, _) in enumerate(pending):
+            if annotations is None:
+                rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
+                         answers=None)
+                continue
+            if len(raw[k]) != 10:
+                report.note("annotations without exactly 10 answers")
+            rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
+                     answers=soft_scores(raw[k]), answer_type=a_types[k], question_type=q_types[k],
+                     raw_answers=raw[k])
+        pending.clear()
+
+    for i, raw_question in enumerate(iter_json_items(questions_path, "questions.item")):
         report.records_read += 1
-        rec = Record(raw, questions_path, _list_ref("questions", i))
+        rec = Record(raw_question, questions_path, _list_ref("questions", i))
         qid = rec.integer("question_id")
         image_id = rec.integer("image_id")
         question = rec.text("question")
         if qid // 1000 != image_id:
             report.note("question_id is not image_id*1000+k")
-        answers = answer_type = question_type = raw_answers = None
+        position = -1
         if annotations is not None:
-            ann = annotations.get(qid)
-            if ann is None:
+            position = annotations.position.get(qid, -1)
+            if position < 0:
                 raise rec.error("question_id", f"no annotation for this question in {annotations_path}", qid)
-            used.add(qid)
-            ann_image = ann.integer("image_id")
+            used[position] = 1
+            ann_image = int(annotations.image_ids[position])
             if ann_image != image_id:
-                raise ann.error(
-                    "image_id", f"does not match image_id {image_id} of question {qid} ({rec.ref})", ann_image
+                raise annotations.error(
+                    position, "image_id", f"does not match image_id {image_id} of question {qid} ({rec.ref})",
+                    ann_image,
                 )
-            raw_answers = _raw_answers(ann)
-            if len(raw_answers) != 10:
-                report.note("annotations without exactly 10 answers")
-            answers = soft_scores(raw_answers)
-            answer_type = _answer_type(ann)
-            question_type = ann.text("question_type", required=False)
-        rows.add(
-            ref=rec.ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
-            answers=answers, answer_type=answer_type, question_type=question_type, raw_answers=raw_answers,
-        )
-    if annotations is not None and len(used) != len(annotations):
-        extra = sorted(set(annotations) - used)
-        raise annotations[extra[0]].error(
-            "question_id", f"{len(extra)} annotation(s) have no question in {questions_path}", extra[0]
+        pending.append((rec.ref, qid, image_id, question, position))
+        if len(pending) >= BATCH_ROWS:
+            emit()
+    emit()
+    if annotations is not None and not all(used):
+        extra = sorted(qid for qid, flag in zip(annotations.qids, used, strict=True) if not flag)
+        raise annotations.error(
+            annotations.position[extra[0]], "question_id",
+            f"{len(extra)} annotation(s) have no question in {questions_path}", extra[0],
         )
     table = rows.table()
     report.records_written = table.num_rows

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from pipelines.tables.errors import TableParseError
 from pipelines.tables.readers import Record
-from pipelines.tables.schemas import VQA_SCHEMA, build_table, empty_columns
+from pipelines.tables.schemas import VQA_SCHEMA, BatchedColumns
 from pipelines.tables.vqa_normalize import normalize_answer
 
 # Number of annotators (out of 10) giving an answer -> soft score; >= 4 gives 1.0. This equals the
@@ -60,12 +60,12 @@ class VqaColumns:
     """Accumulates VQA-family rows, refusing duplicate question ids (they would double-count in eval)."""
 
     def __init__(self, path_for_errors: Any) -> None:
-        self.columns = empty_columns(VQA_SCHEMA)
+        self.columns = BatchedColumns(VQA_SCHEMA)
         self._seen: dict[str, str] = {}
         self._path = path_for_errors
 
     def __len__(self) -> int:
-        return len(self.columns["question_id"])
+        return len(self.columns)
 
     def add(
         self,
@@ -87,13 +87,11 @@ class VqaColumns:
                 value=question_id, has_value=True,
             )
         self._seen[question_id] = ref
-        row = {
+        self.columns.append({
             "question_id": question_id, "image_id": image_id, "question": question, "answers": answers,
             "answer_type": answer_type, "question_type": question_type,
             "raw_answers": None if raw_answers is None else list(raw_answers), "is_topk_optimal": is_topk_optimal,
-        }
-        for name, value in row.items():
-            self.columns[name].append(value)
+        })
 
     def table(self) -> pa.Table:
-        return build_table(self.columns, VQA_SCHEMA)
+        return self.columns.table()

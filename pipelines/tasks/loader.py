@@ -1,4 +1,4 @@
-"""Multi-task training data: per-task Datasets over task tables + a single-task-batch sampler (DATA_SPEC §5).
+"""Multi-task training data: per-task Datasets over task tables + a single-task-batch sampler (docs/data.md §5).
 
 * ``TaskDataset`` maps a task table and opens the feature snapshot lazily, once per process (DataLoader
   workers included): no file is opened per sample, features come as zero-copy views of the mapped store.
@@ -83,6 +83,13 @@ class TaskDataset(torch.utils.data.Dataset):
         self._reader = reader
         self._pid = pid
 
+    def check_features(self) -> int:
+        """Verify the store segments this table's media live in (``SnapshotReader.check_segments``): raises
+        ``CorruptionError`` naming a damaged segment; once per process, so training pays nothing more."""
+        self._open()
+        col = self._cols["media_ids"]
+        return self._reader.check_segments(pc.unique(pc.list_flatten(col)).to_pylist() if len(col) else [])
+
     def __len__(self) -> int:
         return len(self._rows) if self._expand else self.n_rows
 
@@ -141,7 +148,7 @@ class TaskDataset(torch.utils.data.Dataset):
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):
-    """Several task tables of one task as one dataset (GQA trains on ``train`` + ``valid``, spec §5).
+    """Several task tables of one task as one dataset (GQA trains on ``train`` + ``valid``, docs/method.md §5).
 
     Indices run through the parts in order; the per-example RNG key is the global index, so the answer
     sampling stays deterministic for (seed, epoch, index)."""

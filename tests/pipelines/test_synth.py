@@ -1,7 +1,7 @@
 """The synthetic mini-datasets: determinism, manifest, upstream formats and content that follows from the pixels.
 
 One tiny dataset is generated per session (seed 0); a second and a third generation check determinism.
-Schema checks compare against real upstream records in ``../shared/fixtures/real/`` where available.
+Schema checks compare against real upstream records in ``tests/fixtures/real/``.
 Answers are checked against independent oracles written here from the question text and the scene
 record, and colour answers also against the decoded pixels.
 """
@@ -23,7 +23,7 @@ from pipelines.synth import SOURCES, SynthManifest, average_hash, generate
 from pipelines.synth.config import SCALES
 from pipelines.synth.scenes import nearest_color
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"  # upstream files, see its README.md
 CFG = SCALES["tiny"]
 POS = {"on the left": "left", "on the right": "right", "at the top": "top", "at the bottom": "bottom",
        "in the middle": "middle"}
@@ -62,8 +62,7 @@ def zip_json(path: Path, member: str):
 
 def real(name: str) -> Path:
     path = REAL / name
-    if not path.is_file():
-        pytest.skip(f"real fixture {path} not available (needs ../shared/fixtures/real from the project root)")
+    assert path.is_file(), f"real fixture {path} missing (tracked in the repository)"
     return path
 
 

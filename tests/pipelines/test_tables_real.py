@@ -1,4 +1,4 @@
-"""Parse the real, unmodified upstream files in ../shared/fixtures/real and check every record landed.
+"""Parse the real, unmodified upstream files in tests/fixtures/real and check every record landed.
 
 Expectations are computed independently from the raw files (plain ``json``), never from our parsers.
 """
@@ -10,8 +10,6 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from pipelines.tables import (
     VIDEO_CAPTION_SCHEMA,
@@ -26,13 +24,12 @@ from pipelines.tables import (
     write_table,
 )
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"  # upstream files, see its README.md
 
 
 def real_file(name: str) -> Path:
     path = REAL / name
-    if not path.is_file():
-        pytest.skip(f"real fixture {name} not found under {REAL} (../shared/fixtures/real from the project root)")
+    assert path.is_file(), f"real fixture {name} missing from {REAL} (tracked in the repository)"
     return path
 
 
@@ -172,7 +169,7 @@ def test_tvc_test_public_every_clip(tmp_path):
     path = real_file("tvc_test_public_release.jsonl")
     text = path.read_text()
     raw = raw_jsonl(path)
-    # The README (and DATA_SPEC) say 5,419: that is `wc -l`, i.e. newline characters. The file's last
+    # The TVCaption README says 5,419: that is `wc -l`, i.e. newline characters. The file's last
     # record has no trailing newline, so it holds 5,420 JSON records (clip_ids 102866..108285, contiguous).
     assert text.count("\n") == 5_419
     assert not text.endswith("\n")
@@ -203,7 +200,7 @@ def test_tvqa_val_solution_counts():
     independent = sum(len(per_show) for per_show in document["solution"].values())
     solution, report = parse_tvqa_solution(path)
     assert len(solution) == independent == report.records_read == report.records_written
-    # Observed in the file (and equal to DATA_SPEC's TVQA val size): 15,253 questions over 6 shows.
+    # Observed in the file (and equal to TVQA's published val size, docs/data.md §1): 15,253 questions over 6 shows.
     assert independent == 15_253
     assert set(solution.values()) <= set(range(5))
     for per_show in document["solution"].values():

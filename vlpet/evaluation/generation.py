@@ -1,4 +1,4 @@
-"""Task-specific prediction exactly as the official VL-PET code does it (VLPET_SPEC §5 "Generation").
+"""Task-specific prediction exactly as the official VL-PET code does it (docs/method.md §5, "Generation").
 
 - VQA/GQA: greedy (``num_beams=1`` is hard-coded upstream despite ``--num_beams 5``), ``max_length`` 20.
 - COCO: beam 5, ``max_length`` 40; TVC/YC2C: beam 5, ``max_length`` 20.
@@ -71,11 +71,12 @@ def generation_kwargs(model: Any, task: str, overrides: Mapping[str, Any] | None
 
 def choice_index(prediction: str) -> int | None:
     """The answer index of a video-QA prediction such as ``"a3"``: ``int`` of its second character, as upstream
-    (so ``"a12"`` reads as 1); None when that character is missing or not a digit."""
+    (so ``"a12"`` reads as 1); None when that character is missing or ``int`` rejects it (e.g. ``"²"``)."""
     text = prediction.strip()
-    if len(text) < 2 or not text[1].isdigit():
+    try:
+        return int(text[1])
+    except (IndexError, ValueError):
         return None
-    return int(text[1])
 
 
 def _family(model: Any) -> str:

@@ -1,4 +1,4 @@
-"""Task scores from predictions (VLPET_SPEC §6) and the majority-answer baseline they should beat.
+"""Task scores from predictions (docs/method.md §6) and the majority-answer baseline they should beat.
 
 Scores are fractions in [0, 1] (accuracies) or on coco-caption's scale (CIDEr ~1.2), never ×100.
 Examples without targets (unlabelled test splits) are skipped and counted, so a report can say so.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from vlpet.evaluation.generation import choice_index
 from vlpet.metrics import caption_scores, gqa_accuracy, nlvr2_accuracy, nlvr2_consistency, tvqa_accuracy, vqa_accuracy
@@ -27,6 +27,7 @@ TASK_METRIC: dict[str, str] = {
     "yc2c": "CIDEr",
 }
 CAPTION_TASKS = frozenset({"coco", "tvc", "yc2c"})
+SplitRole = Literal["val", "test"]
 VIDEO_QA_TASKS = frozenset({"tvqa", "how2qa"})
 
 
@@ -90,7 +91,11 @@ def _score_nlvr2(preds: dict[str, str], labelled: list[EvalExample]) -> dict[str
     return out
 
 
-def _score_video_qa(task: str, preds: dict[str, str], labelled: list[EvalExample]) -> dict[str, Any]:
+def _score_video_qa(task: str, preds: dict[str, str], labelled: list[EvalExample], role: SplitRole
+                    ) -> dict[str, Any]:
+    """Upstream has two rules. Validation (``TVQAEvaluator.eval``, which also picks the best-average model):
+    the prediction must equal ``f"a{answer_idx}"`` exactly. Test (the leaderboard files of
+    ``multitask_video.py``): ``int(prediction[1])``, and 0 when that fails."""
     answer_idx: dict[str, int] = {}
     for ex in labelled:
         idx = choice_index(ex.targets[0])
@@ -98,11 +103,14 @@ def _score_video_qa(task: str, preds: dict[str, str], labelled: list[EvalExample
             raise ValueError(f"task {task}: example {ex.example_id!r} has target {ex.targets[0]!r}, "
                              "expected 'a<idx>'")
         answer_idx[ex.example_id] = idx
-    # Upstream reads the prediction as int(second char); unparseable ones count as wrong (-1).
     parsed = {eid: choice_index(p) for eid, p in preds.items()}
-    as_int = {eid: (-1 if i is None else i) for eid, i in parsed.items()}
-    return {"score": tvqa_accuracy(as_int, answer_idx),
-            "unparseable": sum(i is None for i in parsed.values())}
+    unparseable = sum(i is None for i in parsed.values())
+    if role == "val":
+        correct = sum(preds[eid] == f"a{idx}" for eid, idx in answer_idx.items())
+        return {"score": correct / len(answer_idx), "unparseable": unparseable, "video_qa_rule": "exact match"}
+    as_int = {eid: (0 if i is None else i) for eid, i in parsed.items()}
+    return {"score": tvqa_accuracy(as_int, answer_idx), "unparseable": unparseable,
+            "video_qa_rule": "int(second char), else 0"}
 
 
 def _score_captions(preds: dict[str, str], labelled: list[EvalExample]) -> dict[str, Any]:
@@ -111,12 +119,17 @@ def _score_captions(preds: dict[str, str], labelled: list[EvalExample]) -> dict[
     return {"score": scores["CIDEr"], "Bleu_4": scores["Bleu_4"], "ROUGE_L": scores["ROUGE_L"]}
 
 
-def score_task(task: str, predictions: Mapping[str, str], examples: Sequence[EvalExample]) -> dict[str, Any]:
+def score_task(task: str, predictions: Mapping[str, str], examples: Sequence[EvalExample], *,
+               role: SplitRole = "test") -> dict[str, Any]:
     """``{"task", "metric", "score", "n", "unlabelled", ...extras}`` for one task.
+
+    ``role`` is what the split is used for: upstream scores video QA by exact match on validation and by the
+    int of the second character (0 when there is none) on test.
 
     ``n`` counts the labelled (scored) examples; predictions for ids not in ``examples`` are ignored. Extras:
     VQA ``vqa_scoring`` ("official" when every example has ``raw_answers``, else "soft_labels"); NLVR2
-    ``consistency``; captions ``Bleu_4`` and ``ROUGE_L``; video QA ``unparseable``. When nothing is labelled,
+    ``consistency``; captions ``Bleu_4`` and ``ROUGE_L``; video QA ``unparseable`` (no digit as second character)
+    and ``video_qa_rule``. When nothing is labelled,
     ``score`` is None and ``reason`` says why.
     """
     _check_task(task)
@@ -142,7 +155,7 @@ def score_task(task: str, predictions: Mapping[str, str], examples: Sequence[Eva
     elif task == "nlvr2":
         result.update(_score_nlvr2(preds, labelled))
     elif task in VIDEO_QA_TASKS:
-        result.update(_score_video_qa(task, preds, labelled))
+        result.update(_score_video_qa(task, preds, labelled, role))
     else:
         result.update(_score_captions(preds, labelled))
     result["score"] = float(result["score"])
@@ -182,11 +195,11 @@ def majority_prediction(task: str, train_examples: Sequence[EvalExample]) -> str
     return min(a for a, c in counts.items() if c == best)
 
 
-def majority_baseline(task: str, train_examples: Sequence[EvalExample], eval_examples: Sequence[EvalExample]
-                      ) -> dict[str, Any]:
+def majority_baseline(task: str, train_examples: Sequence[EvalExample], eval_examples: Sequence[EvalExample],
+                      *, role: SplitRole = "test") -> dict[str, Any]:
     """``score_task`` of predicting the training majority answer for every eval example, plus ``prediction``."""
     prediction = majority_prediction(task, train_examples)
-    result = score_task(task, {ex.example_id: prediction for ex in eval_examples}, eval_examples)
+    result = score_task(task, {ex.example_id: prediction for ex in eval_examples}, eval_examples, role=role)
     result["prediction"] = prediction
     return result
 

@@ -1,4 +1,4 @@
-"""Accuracy metrics of GQA, NLVR2 and TVQA/How2QA (DATA_SPEC section 6). All return fractions in [0, 1]."""
+"""Accuracy metrics of GQA, NLVR2 and TVQA/How2QA (docs/data.md §6). All return fractions in [0, 1]."""
 
 from __future__ import annotations
 

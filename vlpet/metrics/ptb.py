@@ -6,8 +6,16 @@ Python with no Java and no network, so the PTB rules that matter for captions ar
 
 * lower-casing; ``\\n`` inside a caption becomes a space (coco-caption does this before calling Java);
 * punctuation split off as its own token: ``, ; : ! ? ...`` ``--`` and quotes (commas/colons between digits
-  stay, as in ``1,000`` / ``10:30``); a word-final period is split off unless the word is an abbreviation
-  (``u.s.``, ``mr.``); hyphens inside words stay (``well-known``);
+  stay, as in ``1,000`` / ``10:30``); hyphens inside words stay (``well-known``);
+* a word-final period (also the first period of an ellipsis: ``A...`` is ``A.`` then ``..``) stays on the word
+  exactly where CoreNLP 3.4.1's ``PTBLexer`` keeps it: its abbreviation lists (``ABBREV1``: ``etc.``, ``Jan.``,
+  ``Inc.``, ``Jr.``, ``Calif.``, ...; ``ABBREV2``: ``Mr.``, ``Dr.``, ``St.``, ``vs.``, ...), acronyms
+  (``u.s.``, ``a.m.``) and single letters (``A.``), the few case-sensitive entries (``Wash.`` is one, ``wash.``
+  is not) included; ``no.``/``fig.``/``ca.`` only before a number; any word before ``.,`` ``.;`` ``.:``. A
+  single letter followed by a capitalised sentence starter (``A. The dog``) loses its period (the lexer's
+  ``ACRONYM`` rule); that rule reads past the caption into the next one, which ``tokenize_captions`` supplies
+  as coco-caption's one-caption-per-line file does. Case is kept for these rules and lowered afterwards, as
+  ``-lowerCase`` lowers tokens after lexing;
 * parentheses/brackets/braces become ``-LRB- -RRB- -LSB- -RSB- -LCB- -RCB-`` and, because CoreNLP's
   ``-lowerCase`` lower-cases each token *after* lexing (``PTBTokenizer.tokReader``:
   ``str = origStr.toLowerCase(Locale.ENGLISH)``), they come out as ``-lrb- -rrb- ...``, which coco-caption's
@@ -17,12 +25,14 @@ Python with no Java and no network, so the PTB rules that matter for captions ar
 * PTB contractions and possessives: ``don't -> do n't``, ``can't -> ca n't``, ``it's -> it 's``,
   ``dog's -> dog 's``, ``dogs' -> dogs '``, ``'re 've 'm 'll 'd``; ``cannot gonna gotta wanna gimme lemme``
   are split (``can not``, ``gon na`` ...);
-* ``$ # %`` are split off; ``&`` is split off unless inside a word (``at&t``);
+* ``$ # %`` are split off; ``&`` is split off unless between upper-case letters (``AT&T``; ``at&t`` is split);
 * finally the tokens in ``PUNCTUATIONS`` (coco-caption's list) are dropped and the rest joined by spaces.
 
 Not reproduced: CoreNLP's ``americanize`` spelling rewrite, ``/``/``*``
-escaping (a bijection, so no effect on scores), currency/fraction normalisation, and its full
-abbreviation lexicon.
+escaping (a bijection, so no effect on scores), currency/fraction normalisation, SGML tags, URLs, e-mail
+addresses and file names, words the lexer glues across ``?``/``!`` (``what?no``), apostrophes inside glued
+words, ``'n'`` split off (``rock'n'roll`` -> ``rock 'n' roll``), and a clitic at the very end of the file
+(``couldn't've`` there ends in ``ve``, its quote dropped).
 """
 
 from __future__ import annotations
@@ -47,16 +57,52 @@ _SPLIT_WORDS = {
     "cannot": ("can", "not"), "gonna": ("gon", "na"), "gotta": ("got", "ta"),
     "wanna": ("wan", "na"), "gimme": ("gim", "me"), "lemme": ("lem", "me"),
 }
-_ABBREVIATIONS = frozenset(
-    {"mr.", "mrs.", "ms.", "dr.", "jr.", "sr.", "vs.", "etc.", "inc.", "ltd.", "prof.", "st.", "mt."}
+
+
+def _cased(words: str) -> str:
+    """``"Wash|Miss"`` -> a pattern whose first letter must be upper case and the rest any case: the lexer is
+    caseless except inside character classes, and these entries are written ``[W]ash``, ``[M]iss``."""
+    return "|".join(f"{w[0]}(?i:{w[1:]})" for w in words.split("|"))
+
+
+# The word lists of CoreNLP 3.4.1's PTBLexer.flex (caseless unless written with _cased).
+_ABBREV1 = (  # the period always stays on these
+    "(?i:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec|Mon|Tues?|Wed|Thu|Thurs|Fri"
+    "|Ala|Ariz|Calif|Colo|Conn|Ct|Dak|Fla|Ga|Ind|Kans?|Ky|Md|Mich|Minn|Mo|Mont|Neb|Nev|Okla|Penn|Tenn|Va|Vt|Wisc?|Wyo"
+    "|Inc|Cos?|Corp|Ltd|Plc|Rt|Bancorp|Bhd|Assn|Univ|Intl|Sys|tel|est|ext|sq|Jr|Sr|Bros|(?:Ed|Ph)\\.D|Blvd|Rd|Esq"
+    "|etc|al|seq|Bldg)|(?i:pp?t)[ye](?i:s)?|" + _cased("Az|Ark|Del|Ill|La|Mass|Miss|Ore|Pa|Tex|Wash"))
+_ABBREV2 = (  # titles and the like: the period always stays
+    "(?i:Mrs?|Ms|Drs?|Profs?|Sens?|Reps?|Attys?|Lt|Col|Gen|Messrs|Govs?|Adm|Rev|Maj|Sgt|Cpl|Pvt|Capt|Ste?|Ave|Pres"
+    "|Lieut|Hon|Brig|Co?mdr|Pfc|Spc|Supts?|Det|Mt|Ft|Adj|Adv|Asst|Assoc|Ens|Insp|Mlle|Mme|Msgr|Sfc|vs|Alex|Wm|Jos"
+    "|Cie|a\\.k\\.a|cf|TREAS|Ph|Invt|Elec|Natl|Dept)|(?i:m)[ft](?i:g)|" + _cased("Miss"))
+_ACRONYM = ("[A-Za-z](?:\\.[A-Za-z])+|(?i:Canada|Sino|Korean|EU|Japan|non)-(?i:U\\.S)"
+            "|(?i:U\\.S\\.-)(?i:U\\.K|U\\.S\\.S\\.R)")
+_ABBREV3 = "(?i:ca|figs?|prop|nos?|art|bldg|pp|op)"  # the period stays before a number only
+_SPACENL = "[ \\t\\u00a0\\u2000-\\u200a\\u3000\\r\\n\\u2028\\u2029\\u000b\\u000c\\u0085]"
+# A single letter + period before these (then a space) is a letter and a sentence-final period.
+_SENTENCE_STARTERS = _cased(
+    "About|According|Additionally|After|An|As|At|But|Earlier|He|Her|Here|However|If|In|It|Last|Many|More|Now|Once"
+    "|One|Other|Our|She|Since|So|Some|Such|That|The|Their|Then|There|These|They|This|We|When|While|What|Yet|You"
+) + "|A|M(?i:r)\\.|M(?i:s)\\."
+_WORD = "[A-Za-z][A-Za-z0-9]*(?:\\.[A-Za-z][A-Za-z0-9]*)*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
+# Where a lexer token can start: the text's start, a space, or punctuation that is a token of its own.
+_START = ("(?:(?<=^)|(?<=[\\s\"`()[\\]{}<>;!?$#%])|(?<=[^0-9][,:])|(?<=^[,:])|(?<=[\\s\"`()[\\]{}<>;!?$#%]')|(?<=^')"
+          "|(?<='')"
+          "|(?<=[^A-Za-z0-9]-)|(?<=^-)|(?<=\\.\\.))")
+_KEPT = "\x00"  # stands for a period that stays on its word until the tokens are formed
+_KEEP_PERIOD = re.compile(  # (?<![A-Za-z0-9]) first: a cheap rejection of positions inside words
+    f"(?<![A-Za-z0-9]){_START}(?:(?P<always>{_ACRONYM}|{_ABBREV1}|{_ABBREV2})\\.(?![A-Za-z])"
+    f"|(?P<letter>[A-Za-z])\\.(?!{_SPACENL}+(?:{_SENTENCE_STARTERS}){_SPACENL}|[A-Za-z])"
+    f"|(?P<number>{_ABBREV3})\\.(?={_SPACENL}?\\d)"
+    f"|(?P<clause>{_WORD})\\.(?=[,;:]))"
 )
-_INITIALS = re.compile(r"^(?:[a-z]\.){2,}$")  # u.s. / a.m. / p.m.
 
 _QUOTES = re.compile(r'``|\'\'|"')
-_ELLIPSIS = re.compile(r"\.\.\.+")
+# Periods that no word keeps: two are two periods, 3-5 an ellipsis (and so on); so is any run after a kept one.
+_DOTS = re.compile(r"\.{2,}|(?<=\x00)\.+")
 _ALWAYS = re.compile(r"[;!?$#%]|--")
 _NUM_SEP = re.compile(r"(?<!\d)[,:]|[,:](?!\d)")  # , and : not between two digits
-_AMP = re.compile(r"(?<![a-z0-9])&|&(?![a-z0-9])")
+_AMP = re.compile(r"(?<![A-Z])&|&(?![A-Z])")  # THINGA keeps "AT&T" (upper case only: "at&t" is 3 tokens)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
@@ -77,12 +123,11 @@ def _split_word(tok: str) -> list[str]:
                 tok = rest
                 changed = True
                 continue
-        if len(tok) > 1 and tok[-1] == ".":
-            if not (tok in _ABBREVIATIONS or _INITIALS.match(tok)):
-                back.insert(0, ".")
-                tok = tok[:-1]
-                changed = True
-                continue
+        if len(tok) > 1 and tok[-1] == ".":  # a period the lexer keeps on its word is _KEPT by now
+            back.insert(0, ".")
+            tok = tok[:-1]
+            changed = True
+            continue
         if len(tok) > 1 and tok[-1] in "'`-":
             back.insert(0, "'" if tok[-1] in "'`" else "-")
             tok = tok[:-1]
@@ -103,41 +148,84 @@ def _split_word(tok: str) -> list[str]:
                 tok = tok[: -len(clitic)]
                 break
         else:
-            middle.insert(0, tok)
+            if len(tok) > 1 and tok.endswith("."):  # "no.'s": the period before a clitic is a token too
+                middle[:0] = [tok[:-1], "."]
+            else:
+                middle.insert(0, tok)
             break
     return front + middle + back
 
 
-def ptb_tokens(text: str, ascii_only: bool = False) -> list[str]:
-    """PTB tokens of one caption (lower-cased, punctuation tokens still present)."""
-    text = text.replace("\n", " ").replace("\r", " ").lower()
-    if ascii_only:
-        text = _NON_ASCII.sub(" ", text)
+def _dot_tokens(match: re.Match[str]) -> str:
+    """A run of periods as the lexer cuts it: 3-5 make one ellipsis (longest first), 1-2 are single periods."""
+    n, out = len(match.group(0)), []
+    while n >= 3:
+        out.append("...")
+        n -= min(n, 5)
+    out.extend(["."] * n)
+    return " " + " ".join(out) + " "
+
+
+def _keep_periods(text: str, following: str | None) -> str:
+    """Mark (as ``_KEPT``) each period that stays on its word. ``following``: the text after this caption in
+    the lexer's input (coco-caption's next line): a final ``B.`` or ``no.`` looks into it for a sentence
+    starter or a number (a look-ahead of a few characters, so its first 40 are enough)."""
+    if "." not in text:
+        return text
+    full = text if following is None else text + "\n" + following[:40]
+    return _KEEP_PERIOD.sub(lambda m: m.group(0)[:-1] + _KEPT if m.start() < len(text) else m.group(0),
+                            full)[: len(text)]
+
+
+def _clean(text: str, ascii_only: bool) -> str:
+    text = text.replace("\n", " ").replace("\r", " ")
+    return _NON_ASCII.sub(" ", text) if ascii_only else text
+
+
+def ptb_tokens(text: str, ascii_only: bool = False, following: str | None = None) -> list[str]:
+    """PTB tokens of one caption (lower-cased, punctuation tokens still present).
+
+    ``following``: the captions after this one in coco-caption's input file (its next line), or None at the
+    end of the file; only a single letter's final period can depend on it (see the module docstring)."""
+    text = _keep_periods(_clean(text, ascii_only), None if following is None else _clean(following, ascii_only))
+    text = _AMP.sub(" & ", text).lower()
     text = _QUOTES.sub(" '' ", text)
-    text = _ELLIPSIS.sub(" ... ", text)
+    text = _DOTS.sub(_dot_tokens, text)
     text = _ALWAYS.sub(lambda m: f" {m.group(0)} ", text)
     text = _NUM_SEP.sub(lambda m: f" {m.group(0)} ", text)
-    text = _AMP.sub(" & ", text)
     for bracket, name in _BRACKETS.items():
         text = text.replace(bracket, f" {name} ")
     out: list[str] = []
     for chunk in text.split():
-        out.extend(_split_word(chunk))
+        out.extend(t.replace(_KEPT, ".") for t in _split_word(chunk))
     return out
 
 
-def ptb_tokenize(text: str, ascii_only: bool = False, drop_brackets: bool = False) -> str:
+def ptb_tokenize(text: str, ascii_only: bool = False, drop_brackets: bool = False,
+                 following: str | None = None) -> str:
     """coco-caption tokenisation of one caption: PTB tokens minus ``PUNCTUATIONS``, space-joined.
 
     ``ascii_only=True`` first replaces non-ASCII characters by spaces (VALUE/TVCaption's evaluation).
     ``drop_brackets=True`` also drops ``-lrb- -rrb- -lsb- -rsb- -lcb- -rcb-`` (the real toolkit keeps them).
+    ``following``: the text after this caption in the tokenizer's input (see ``ptb_tokens``).
     """
     drop = _PUNCT_SET | _BRACKET_TOKENS if drop_brackets else _PUNCT_SET
-    return " ".join(t for t in ptb_tokens(text, ascii_only) if t not in drop)
+    return " ".join(t for t in ptb_tokens(text, ascii_only, following) if t not in drop)
 
 
 def tokenize_captions(
     captions: Mapping[Hashable, Sequence[str]], ascii_only: bool = False
 ) -> dict[Hashable, list[str]]:
-    """``PTBTokenizer.tokenize`` on ``{key: [caption, ...]}`` (plain strings instead of ``{"caption": s}``)."""
-    return {k: [ptb_tokenize(c, ascii_only) for c in caps] for k, caps in captions.items()}
+    """``PTBTokenizer.tokenize`` on ``{key: [caption, ...]}`` (plain strings instead of ``{"caption": s}``).
+
+    Like coco-caption, the captions are read as one file, one caption per line in dict order, so each caption
+    is tokenised with the lines after it as its ``following`` text (the next line suffices: the lexer's
+    look-ahead never reaches past a word and a space into it)."""
+    flat = [(k, c) for k, caps in captions.items() for c in caps]
+    out: dict[Hashable, list[str]] = {k: [] for k in captions}
+    for i, (k, c) in enumerate(flat):
+        following = None
+        if i + 1 < len(flat):
+            following = flat[i + 1][1].replace("\n", " ") + ("\n" if i + 2 < len(flat) else "")
+        out[k].append(ptb_tokenize(c, ascii_only, following=following))
+    return out

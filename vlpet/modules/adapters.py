@@ -38,7 +38,7 @@ class BottleneckAdapter(nn.Module):
 
 
 class MultiHeadAdapter(nn.Module):
-    """VL-PET's multi-head modular modification (spec §2), with N_h heads and total rank r.
+    """VL-PET's multi-head modular modification (docs/method.md §2), with N_h heads and total rank r.
 
     Heads are kept as separate ``nn.Linear`` modules, as the official code builds them (so per-head
     initialisation and parameter names match), but concatenated heads are applied as one matmul:

@@ -1,4 +1,4 @@
-"""The four granularity-controlled gates G (spec §1), exactly as the official code computes them.
+"""The four granularity-controlled gates G (docs/method.md §1), exactly as the official code computes them.
 
 Inputs: ``x`` is the sub-layer input X (BART: the layer / post-attention-LN state; T5: the raw residual
 stream before the pre-LN) and ``h`` is the already-modified output H + ΔH. Every gate returns a tensor

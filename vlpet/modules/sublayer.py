@@ -1,4 +1,4 @@
-"""H' = s · G ⊙ (H + ΔH): the module VL-PET inserts after every encoder sub-layer (spec §1).
+"""H' = s · G ⊙ (H + ΔH): the module VL-PET inserts after every encoder sub-layer (docs/method.md §1).
 
 With ``gate=None`` and ``scale=1`` it is a plain sequential adapter (H + ΔH), which is how the VL-Adapter
 and Compacter baselines reuse it; with ``delta=None`` it is a gate alone.

@@ -1,6 +1,6 @@
 """Training configs (pydantic, what users write) and the named presets that reproduce the paper's scripts.
 
-Every hyper-parameter of VLPET_SPEC §5 is a field here, so a run's saved ``config.json`` shows all of them.
+Every hyper-parameter of docs/method.md §5 is a field here, so a run's saved ``config.json`` shows all of them.
 The paper presets (``vl-pet-{large,middlex,middley,small}-{bart,t5}-image`` and ``…-bart-video``) copy the
 official scripts: AdamW (eps 1e-6, wd 0.01), warm-up 10 %, clip 5, fp32, 20 epochs, batch 500 (BART image) /
 300 (T5) / 50 (video), lr 1e-3 / 3e-4 / 7e-4, seed 42, the data order seeded by 0 (the official
@@ -19,7 +19,7 @@ from vlpet.config import known_methods
 
 IMAGE_TASKS = ("vqa", "gqa", "nlvr2", "coco")
 VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
-# The paper's splits by their names in the prepared tables (DATA_SPEC §5, VLPET_SPEC §5-6).
+# The paper's splits by their names in the prepared tables (docs/data.md §1, docs/method.md §5-6).
 TRAIN_SPLITS: dict[str, list[str]] = {
     "vqa": ["karpathy_train"], "gqa": ["train", "valid"], "nlvr2": ["train"], "coco": ["train"],
     "tvqa": ["train"], "how2qa": ["train_release"], "tvc": ["train_release"], "yc2c": ["train_release"],
@@ -69,7 +69,7 @@ class TrainConfig(BaseModel):
     dropout: float | None = Field(
         None, ge=0, lt=1, description="replace every dropout probability of the backbone (None: the backbone's "
                                       "own, 0.1 for BART/T5 as the paper; 0 suits the few-step tiny synthetic runs)")
-    # Optimisation (spec §5)
+    # Optimisation (docs/method.md §5)
     lr: float = Field(1e-3, gt=0)
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(500, ge=1, description="base batch size B; per-task sizes derive from it")
@@ -147,6 +147,8 @@ def _synthetic(kind: str) -> TrainConfig:
         generation={"tvqa": {"num_beams": 1}, "how2qa": {"num_beams": 1}, "coco": {"num_beams": 2},
                     "tvc": {"num_beams": 2}, "yc2c": {"num_beams": 2}},
         pretrain=PretrainConfig(steps=200 if video else 300, batch_size=32, lr=1e-3),
+        # As the official trainers: video keeps the best validation average, image tasks the last model.
+        checkpoint_selection="best-val" if video else "last", validate_every_epoch=video,
         # VALUE's test files carry no labels (as upstream), so the video preset scores its held-out val splits.
         test_splits={**TEST_SPLITS, **({t: VAL_SPLITS[t] for t in VIDEO_TASKS} if video else {})},
     )

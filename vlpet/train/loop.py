@@ -1,4 +1,4 @@
-"""The multi-task training loop (VLPET_SPEC §5): single-task batches, AdamW + linear warm-up/decay, clip 5.
+"""The multi-task training loop (docs/method.md §5): single-task batches, AdamW + linear warm-up/decay, clip 5.
 
 The loop knows nothing about where batches come from: a ``BatchSource`` gives each epoch's ``VLBatch``es
 from any position (the project's memory-mapped loader in ``pipelines.tasks``; a list in tests). That is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import shutil
 import time
@@ -31,7 +32,7 @@ from torch import nn
 
 from vlpet.atomic import write_text_atomic as _write_atomic
 from vlpet.batch import VLBatch
-from vlpet.checkpoint import load_trainable, save_checkpoint
+from vlpet.checkpoint import CheckpointCorruptError, load_trainable, save_checkpoint
 from vlpet.model import VLSeq2Seq
 from vlpet.train.config import TrainConfig
 from vlpet.train.distributed import DistInfo, barrier
@@ -39,6 +40,7 @@ from vlpet.train.optim import build_optimizer, build_scheduler
 from vlpet.train.state import load_trainer_state, save_trainer_state, write_rng
 
 LATEST = "LATEST"
+log = logging.getLogger(__name__)
 
 
 class BatchSource(Protocol):
@@ -136,6 +138,34 @@ class Trainer:
         path = self.ckpt_root / marker.read_text().strip()
         return path if (path / "model").is_dir() else None
 
+    def resume_candidates(self) -> list[Path]:
+        """The checkpoint LATEST names, then the older kept ones, newest first: resume falls back along them
+        when a checkpoint's files turn out corrupt."""
+        latest = self.latest_checkpoint()
+        if latest is None:
+            return []
+        older = sorted((p for p in self.ckpt_root.glob("step-*") if p.is_dir() and (p / "model").is_dir()
+                        and p.name < latest.name), reverse=True)
+        return [latest, *older]
+
+    def _resume(self, optimizer: Any, scheduler: Any, scaler: Any) -> tuple[Path | None, dict[str, Any] | None]:
+        """Load the newest readable checkpoint; a corrupt one is reported (naming its file) and skipped."""
+        errors: list[str] = []
+        for cand in self.resume_candidates():
+            try:
+                load_trainable(self.model, cand / "model")
+                state = load_trainer_state(cand, optimizer, scheduler, scaler,
+                                           rng_suffix=f"-rank{self.dist.rank}" if self.dist.rank else "")
+            except CheckpointCorruptError as e:
+                errors.append(str(e))
+                log.warning("%s; resuming from the previous kept checkpoint instead", e)
+                continue
+            return cand, state
+        if errors:
+            raise CheckpointCorruptError(f"{self.run_dir}: no kept checkpoint can be read ({'; '.join(errors)}); "
+                                         f"delete {self.ckpt_root} to train from the start")
+        return None, None
+
     def _save(self, optimizer: Any, scheduler: Any, scaler: Any, position: dict[str, Any]) -> None:
         """Rank 0 writes a staging dir (every rank adds its RNG state), renames it, then moves LATEST."""
         name = f"step-{position['global_step']:07d}"
@@ -174,11 +204,8 @@ class Trainer:
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         epoch, start_batch, global_step = 0, 0, 0
         best: dict[str, Any] | None = None
-        resumed = self.latest_checkpoint()
-        if resumed is not None:
-            load_trainable(self.model, resumed / "model")
-            state = load_trainer_state(resumed, optimizer, scheduler, scaler, rng_suffix=f"-rank{self.dist.rank}"
-                                       if self.dist.rank else "")
+        resumed, state = self._resume(optimizer, scheduler, scaler)
+        if resumed is not None and state is not None:
             if state["extra"].get("config_digest") != config_digest(cfg):
                 raise ValueError(f"{self.run_dir}: its checkpoint {resumed.name} was made with another training "
                                  "config; use a new --out directory (or delete this one) to train with this config")

@@ -1,4 +1,4 @@
-"""Optimizer and schedule exactly as the official VL-T5/VL-PET trainer builds them (VLPET_SPEC §5).
+"""Optimizer and schedule exactly as the official VL-T5/VL-PET trainer builds them (docs/method.md §5).
 
 Quirk kept on purpose: the no-decay group is chosen by *name substring* ``"bias"`` or ``"LayerNorm.weight"``.
 HF BART/T5 name their norms ``*_layer_norm``/``layernorm_embedding``/``layer_norm``, never ``LayerNorm``, so

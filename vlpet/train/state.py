@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from vlpet.checkpoint import CheckpointCorruptError, load_tensors
 
 OPTIMIZER_TENSORS = "optimizer.safetensors"
 STATE_JSON = "trainer_state.json"
@@ -103,15 +105,23 @@ def load_trainer_state(directory: Path, optimizer: torch.optim.Optimizer, schedu
     state_path = directory / STATE_JSON
     if not state_path.is_file():
         raise FileNotFoundError(f"{directory} is not a resumable checkpoint: {STATE_JSON} is missing")
-    state = json.loads(state_path.read_text())
-    optimizer_from_files(optimizer, load_file(directory / OPTIMIZER_TENSORS), state["optimizer"])
+    try:
+        state = json.loads(state_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointCorruptError(f"checkpoint file {state_path} is not valid JSON: {e}") from None
+    optimizer_from_files(optimizer, load_tensors(directory / OPTIMIZER_TENSORS), state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler") and scaler is not None:
         scaler.load_state_dict(state["scaler"])
     rng_file = directory / f"rng{rng_suffix}.safetensors"
     if not rng_file.is_file():
         rng_file, rng_suffix = directory / RNG_TENSORS, ""
-    restore_rng(load_file(rng_file), json.loads((directory / f"rng{rng_suffix}.json").read_text()))
+    rng_json = directory / f"rng{rng_suffix}.json"
+    try:
+        rng_meta = json.loads(rng_json.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointCorruptError(f"checkpoint file {rng_json} cannot be read: {e}") from None
+    restore_rng(load_tensors(rng_file), rng_meta)
     return state
 
 
