@@ -1,10 +1,10 @@
 """Multi-task loader throughput: memory-mapped task tables + feature store vs one HDF5 file per sample.
 
-Same data, same run, same batches (``MultiTaskBatchSampler`` keys): the store path reads features as zero-copy
-views of mapped segments (``pipelines.tasks.TaskDataset``); the baseline is the VL-T5 layout, one ``.h5`` per
-image opened with h5py in ``__getitem__``. Both collate the same way (stack features, keep the text), so the
-difference is the I/O path. Each configuration runs a cold first pass (page cache of its files evicted with
-``posix_fadvise(DONTNEED)``, no root needed) and warm steady-state passes.
+Same data, same run, same batches (``MultiTaskBatchSampler`` keys): the store path gathers each batch's features
+from the mapped segments (``pipelines.tasks.TaskDataset``, one ``get_many`` per batch); the baseline is the VL-T5
+layout, one ``.h5`` per image opened with h5py in ``__getitem__``. Both collate the same way (stack features,
+keep the text), so the difference is the I/O path. Each configuration runs a cold first pass (page cache of its
+files evicted with ``posix_fadvise(DONTNEED)``, no root needed) and warm steady-state passes.
 
 ``us_per_sample`` = time per sample minus a plain memcpy of that sample's features (the floor any loader pays).
 
@@ -13,14 +13,13 @@ when first mapped, the default) and without (``VERIFY_ON_MAP = False``); ``verif
 of their rates (the hashing is paid in the cold pass; warm passes should not see it). Warm passes of the
 configurations are interleaved, so a change in the machine's load during the run hits all of them alike.
 
-Measured (this 2-core CPU box, two runs of ``--n 1000``; noise on this shared machine is up to ~2x):
-workers=0: store 7.3-13.0k samples/s cold / 15.6-17.8k warm vs h5 1.8-2.0k / 2.0k (x4.1-6.6 cold, x7.9-9.0
-warm), 47-54 us/sample beyond the ~10 us memcpy (h5: ~495 us); workers=2: store 3.3-3.5k / 4.0-4.3k vs h5
-1.2-1.8k / 1.3-2.5k (x1.8-2.8 cold, x1.6-3.2 warm). With 2 cores, workers
-compete with the consuming process and every batch is copied again into shared memory to cross processes, so
-workers only pay off when per-sample work (tokenization, augmentation) is heavier than this feature read.
+``--text`` (default) also times the full text + collate pipeline (``MultiTaskCollator``: tokenize, ``VLBatch``,
+fp32 features) with 0 and 2 workers; each warm pass also reports CPU time per sample over all processes
+(on a shared machine the rate depends on the other jobs, the CPU time much less).
+Figures (before/after issue 18, same session): bench/RESULTS.md.
 
-Usage: ``python bench/loader.py [--n 1000] [--feat 2048] [--workers 0 2] [--dir DIR]``; last line is JSON.
+Usage: ``python bench/loader.py [--n 1000] [--feat 2048] [--workers 0 2] [--no-text] [--dir DIR]``; last line is
+JSON. ``VLPET_BENCH_SRC=TREE`` times the project code in TREE (e.g. a ``git archive`` of main) instead.
 """
 
 from __future__ import annotations
@@ -36,20 +35,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# VLPET_BENCH_SRC: import the project from another tree (e.g. a `git archive` of main) to time the code before
+# a change with this same benchmark
+sys.path.insert(0, os.environ.get("VLPET_BENCH_SRC") or str(Path(__file__).resolve().parents[1]))
 
 import h5py
 import numpy as np
+import psutil
 import torch
 import torch.utils.data
+from pagecache import evict  # bench/ sibling (the script's own directory is on sys.path)
 
 import features.store.reader as reader_mod
 from features.media import MediaItem
 from features.store import FeatureStore, StoreSpec
 from pipelines.tables.arrow_io import write_table
 from pipelines.tables.schemas import CAPTION_SCHEMA, NLVR2_SCHEMA, VQA_SCHEMA, build_table
-from pipelines.tasks import MultiTaskBatchSampler, MultiTaskDataset, TaskDataset, build_task_table
-from vlpet.batch import task_batch_sizes
+from pipelines.tasks import MultiTaskBatchSampler, MultiTaskCollator, MultiTaskDataset, TaskDataset, build_task_table
+from vlpet.batch import VLBatch, task_batch_sizes
+
+try:
+    from vlpet.batch import stack_features
+except ImportError:  # a tree from before stack_features: always one stacked copy
+
+    def stack_features(arrays):
+        return torch.from_numpy(np.stack(arrays))
 
 
 def _items(n: int) -> list[MediaItem]:
@@ -132,40 +142,59 @@ class H5Dataset(torch.utils.data.Dataset):
 
 
 def stack_collate(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
-    """Same for both paths: one copy of the features into a batch tensor, texts kept."""
-    return torch.from_numpy(np.stack([e["vis"] for e in examples])), [e["text"] for e in examples]
+    """Same for both paths: the features as one batch tensor (``stack_features``: one copy of separate
+    arrays, none when the dataset already gathered the batch into one array), texts kept."""
+    return stack_features([e["vis"] for e in examples]), [e["text"] for e in examples]
 
 
-def evict(paths: list[Path]) -> None:
-    """Drop these files' pages from the page cache (cold read) without root."""
-    for p in paths:
-        fd = os.open(p, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def make_loader(dataset: torch.utils.data.Dataset, sampler: MultiTaskBatchSampler,
-                workers: int) -> torch.utils.data.DataLoader:
+def make_loader(dataset: torch.utils.data.Dataset, sampler: MultiTaskBatchSampler, workers: int,
+                collate_fn: Any = stack_collate) -> torch.utils.data.DataLoader:
     """Persistent workers: passes after the first do not pay worker start-up (that is not loader throughput)."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=stack_collate,
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_fn,
                                        num_workers=workers, persistent_workers=workers > 0)
 
 
+def bench_tokenizer() -> Any:
+    """A small byte-level BPE trained here (no hub access in the benchmark); real vocabularies tokenize
+    these short texts at a similar per-call cost."""
+    from vlpet.tokenization import train_tokenizer
+
+    texts = ["what is it?", "two dogs.", "a dog.", "a cat.", "yes", "no", "what color is the bus?"] * 50
+    return train_tokenizer(texts, "bart", vocab_size=400)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its live children (DataLoader workers) together."""
+    me = psutil.Process()
+    total = sum(me.cpu_times()[:2])
+    for child in me.children(recursive=True):
+        try:
+            total += sum(child.cpu_times()[:2])
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+LAST_CPU: list[float] = []
+
+
 def one_pass(loader: torch.utils.data.DataLoader, epoch: int) -> tuple[float, int, float]:
-    """(seconds after the first batch, samples after the first batch, seconds to the first batch).
+    """(seconds after the first batch, samples after the first batch, seconds to the first batch); the CPU
+    seconds (all processes) after the first batch go to ``LAST_CPU``: on a shared machine, CPU per sample
+    is the cost that does not depend on how much of the CPU the other jobs left us.
 
     The rate excludes the first batch so worker start-up (seconds under forkserver/spawn) does not swamp it.
     """
     loader.batch_sampler.set_epoch(epoch)
     t0 = time.perf_counter()
-    t_first, n, n_first = None, 0, 0
-    for feats, _ in loader:
+    t_first, n, n_first, cpu0 = None, 0, 0, 0.0
+    for batch in loader:
+        feats = batch.vis_feats if isinstance(batch, VLBatch) else batch[0]
         n += feats.shape[0] * (feats.shape[1] if feats.dim() == 4 else 1)
         if t_first is None:
-            t_first, n_first = time.perf_counter(), n
+            t_first, n_first, cpu0 = time.perf_counter(), n, cpu_seconds()
     end = time.perf_counter()
+    LAST_CPU[:] = [cpu_seconds() - cpu0]
     return end - t_first, n - n_first, t_first - t0
 
 
@@ -186,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--warm-passes", type=int, default=2)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--text", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the full text + collate pipeline (MultiTaskCollator: tokenize, VLBatch)")
     a = ap.parse_args(argv)
     base = a.dir or Path(tempfile.mkdtemp(prefix="bench-loader-"))
     try:
@@ -219,13 +250,15 @@ def main(argv: list[str] | None = None) -> int:
                 loaders[name] = make_loader(data, MultiTaskBatchSampler(sizes, bs, seed=0), workers)
                 evict(files)
                 cold_s, n, first_s = one_pass(loaders[name], 0)
-                row[name] = {"cold_samples_s": n / cold_s, "first_batch_s": first_s, "warm": []}
+                row[name] = {"cold_samples_s": n / cold_s, "first_batch_s": first_s, "warm": [], "cpu": []}
             for e in range(1, 1 + a.warm_passes):  # ... warm passes interleaved, so load drift hits all alike
                 for name in loaders:
                     s_, m, _ = one_pass(loaders[name], e)
                     row[name]["warm"].append(m / s_)
+                    row[name]["cpu"].append(LAST_CPU[0] / m)
             for name in loaders:
                 row[name]["warm_samples_s"] = max(row[name].pop("warm"))
+                row[name]["warm_cpu_us"] = min(row[name].pop("cpu")) * 1e6
             del loaders
             for phase in ("cold", "warm"):
                 s, h = row["store"][f"{phase}_samples_s"], row["h5"][f"{phase}_samples_s"]
@@ -238,6 +271,33 @@ def main(argv: list[str] | None = None) -> int:
                                                       verify_over_noverify=round(s / off, 3))
                 print(f"workers={workers} {phase}: store {s:,.0f} samples/s (segment verification on; off: "
                       f"{off:,.0f}, ratio {s / off:.3f}), h5 {h:,.0f} samples/s, x{s / h:.2f}", flush=True)
+            results[f"w{workers}_warm"].update(
+                cpu_us_per_sample=round(row["store"]["warm_cpu_us"], 1),
+                h5_cpu_us_per_sample=round(row["h5"]["warm_cpu_us"], 1),
+                cpu_speedup_vs_h5=round(row["h5"]["warm_cpu_us"] / row["store"]["warm_cpu_us"], 2))
+            print(f"workers={workers} warm CPU per sample (all processes): store "
+                  f"{row['store']['warm_cpu_us']:.0f} us, h5 {row['h5']['warm_cpu_us']:.0f} us, "
+                  f"x{row['h5']['warm_cpu_us'] / row['store']['warm_cpu_us']:.2f}", flush=True)
+        if a.text:
+            collator = MultiTaskCollator(bench_tokenizer())
+            for workers in a.workers:
+                loader = make_loader(mt, MultiTaskBatchSampler(sizes, bs, seed=0), workers, collator)
+                one_pass(loader, 0)
+                rates, cpu = [], []
+                for e in range(1, 1 + a.warm_passes):
+                    s_, m_, _ = one_pass(loader, e)
+                    rates.append(m_ / s_)
+                    cpu.append(LAST_CPU[0] / m_ * 1e6)
+                results[f"text_w{workers}_warm_samples_s"] = round(max(rates), 1)
+                results[f"text_w{workers}_cpu_us_per_sample"] = round(min(cpu), 1)
+                print(f"workers={workers} text+collate (tokenize, VLBatch, fp32 features) warm: store "
+                      f"{max(rates):,.0f} samples/s, {min(cpu):.0f} us CPU per sample", flush=True)
+                del loader
+            if {0, 2} <= set(a.workers):
+                results["text_w2_over_w0"] = round(results["text_w2_warm_samples_s"] /
+                                                   results["text_w0_warm_samples_s"], 2)
+        if {0, 2} <= set(a.workers):
+            results["w2_over_w0_warm"] = round(results["w2_warm"]["samples_s"] / results["w0_warm"]["samples_s"], 2)
         print(json.dumps(results))
     finally:
         if a.dir is None:

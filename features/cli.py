@@ -1,4 +1,4 @@
-"""The ``features`` commands, registered on the ``vlpet`` command line: ``vlpet store info|verify|gc``.
+"""The ``features`` commands, registered on the ``vlpet`` command line: ``vlpet store info|verify|gc|export|import``.
 
 ``register(app)`` adds a ``store`` sub-app; the console script (``flows.cli``) composes the register
 functions of every package.
@@ -17,7 +17,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 store_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Feature stores: inspect (info), list quarantined files (errors), check integrity "
-                             "(verify), garbage-collect (gc).")
+                             "(verify), garbage-collect (gc), export a snapshot as Zarr v3 (export) and read one "
+                             "back (import).")
 
 
 def debug_enabled() -> bool:
@@ -156,6 +157,48 @@ def gc(
                   f"{_human(report.freed_bytes)} {'would be ' if dry_run else ''}freed")
 
 
+@store_app.command("export")
+def export(
+    path: Path = typer.Argument(..., help="the store directory"),
+    out: str = typer.Argument(..., help="a new local path or fsspec URL (file://, memory://, s3:// ...)"),
+    fmt: str = typer.Option("zarr", "--format", help="zarr (a Zarr v3 group; the only format so far)"),
+    snapshot: str | None = typer.Option(None, "--snapshot", help="snapshot id (default: the latest)"),
+) -> None:
+    """Write a snapshot as a Zarr v3 group for Dask/xarray and object storage (training reads the store)."""
+    from features.store import StoreError
+    from features.store.zarr_view import export_zarr
+
+    if fmt != "zarr":
+        err_console.print(f"[red]error:[/red] unknown export format {fmt!r} (supported: zarr)")
+        raise typer.Exit(2)
+    _open(path)
+    try:
+        attrs = export_zarr(path, out, snapshot)
+    except StoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    c = attrs["counts"]
+    console.print(f"exported snapshot {attrs['snapshot_id']} ({c['ok']} samples, {c['error']} quarantined) "
+                  f"to {out}")
+
+
+@store_app.command("import")
+def import_(
+    src: str = typer.Argument(..., help="a Zarr group written by `vlpet store export` (path or fsspec URL)"),
+    path: Path = typer.Argument(..., help="the store directory (created when missing)"),
+) -> None:
+    """Commit an exported snapshot into a store; every feature is re-hashed and the content digest checked."""
+    from features.store import StoreError
+    from features.store.zarr_view import import_zarr
+
+    try:
+        snap = import_zarr(src, path)
+    except StoreError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"imported snapshot {snap.id} (content {snap.content_digest()[:16]}) into {path}")
+
+
 def extract(
     media: Path = typer.Option(..., "--media", help="a folder (searched recursively) or a media index (.arrow)"),
     store: Path = typer.Option(..., "--store", help="the feature store (created when missing)"),
@@ -207,7 +250,7 @@ def extract(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``extract`` and the ``store`` sub-app (info, errors, verify, gc) to ``app``."""
+    """Add ``extract`` and the ``store`` sub-app (info, errors, verify, gc, export, import) to ``app``."""
     app.command()(extract)
     app.add_typer(store_app, name="store")
 

@@ -32,6 +32,7 @@ from features.extractors import Extractor, get_extractor
 from features.media import MediaItem, MediaPathError, hash_bytes, hash_file, resolve_inside, scan_media
 from features.store import FeatureStore, StoreSpec
 from features.weights import expected_key
+from vlpet.device import resolve_device  # also imported from here by the flows
 from vlpet.hub import WeightsUnavailableError
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ class ExtractReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use cpu or auto")
-    return torch.device(device)
 
 
 def default_batch_size(extractor: Extractor) -> int:

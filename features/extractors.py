@@ -72,7 +72,8 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One stored output: its per-sample shape (``None`` = variable, e.g. a video's frame count) and dtype."""
+    """One stored output: its per-sample shape (``None`` = variable, e.g. a video's frame count) and dtype.
+    ``description`` is prose for people; it is not a parameter, so rewording it changes no store's spec."""
 
     name: str
     shape: tuple[int | None, ...]
@@ -80,7 +81,8 @@ class OutputSpec:
     description: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype, "description": self.description}
+        """The output's parameters for the store spec (shape and dtype only)."""
+        return {"shape": list(self.shape), "dtype": self.dtype}
 
 
 class Extractor:

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from features.media import hash_file as sha256_file  # the project's one streamed file hash
-from vlpet.atomic import write_text_atomic
+from vlpet.atomic import write_json_atomic  # also imported from here by the flows
+from vlpet.provenance import canonical_json
 
 CACHE_DIRNAME = ".vlpet"
 
@@ -48,26 +49,8 @@ def vlpet_dir(data_root: str | os.PathLike[str]) -> Path:
     return Path(data_root) / CACHE_DIRNAME
 
 
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, paths as strings: the same value always gives the same text."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, os.PathLike):
-        return os.fspath(o)
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    raise TypeError(f"cache keys take JSON values only, not {type(o).__name__}: {o!r}")
-
-
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
-    """JSON (sorted keys) written atomically (``vlpet.atomic``: temp file, fsync, ``os.replace``)."""
-    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True, default=_json_default))
 
 
 # ----------------------------------------------------------------------------------------------- code version

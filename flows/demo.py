@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vlpet.train import IMAGE_TASKS, TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS, VIDEO_TASKS
+from vlpet.catalog import CATALOG
+from vlpet.train import IMAGE_TASKS, VIDEO_TASKS
 
 # Every split of the paper per task (train ones, validation, test), by their names in the prepared tables.
-TASK_SPLITS: dict[str, tuple[str, ...]] = {
-    t: tuple(dict.fromkeys([*TRAIN_SPLITS[t], VAL_SPLITS[t], TEST_SPLITS[t]])) for t in TRAIN_SPLITS}
+TASK_SPLITS: dict[str, tuple[str, ...]] = {name: spec.splits for name, spec in CATALOG.items()}
 EXTRACTORS = {"images": "clip-rn101-grid", "videos": "clip-vit-b32-video"}
 PRESETS = {"images": "synthetic-image", "videos": "synthetic-video"}
 # The tiny scale is the CI fixture: the same stages, a few training steps.

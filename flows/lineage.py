@@ -22,17 +22,16 @@ import contextlib
 import fcntl
 import json
 import os
-import platform
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
-from importlib import metadata
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flows.caching import FileHasher, vlpet_dir
+from vlpet.provenance import library_versions as shared_library_versions
 
 LINEAGE_FILE = "lineage.jsonl"
 INHERITED_FLAGS = ("synthetic_data", "random_init_weights")
@@ -40,14 +39,7 @@ VERSION_PACKAGES = ("torch", "transformers", "open_clip_torch", "prefect", "pref
                     "numpy", "vlpet")
 
 
-@lru_cache(maxsize=1)
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape the artifacts (no imports: package metadata only)."""
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
+library_versions = partial(shared_library_versions, VERSION_PACKAGES)  # the one helper, vlpet.provenance
 
 
 def artifact_id(kind: str, sha256: str) -> str:

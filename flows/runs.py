@@ -246,7 +246,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
 
     tasks_dir, run_dir = Path(tasks_dir), Path(out)
     dist = dist_from_env()
-    dev = resolve_device(device, dist)
+    dev = resolve_device(device, dist.local_rank)
     init_process_group(dist, dev)
     tables = describe_tables(tasks_dir, cfg)
     ensure_backbone_weights(cfg)  # before anything is written: weights that cannot be had stop the run here
@@ -409,7 +409,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", *, tasks_dir: str | P
     saved = json.loads(cfg_path.read_text())
     cfg = TrainConfig.model_validate(saved["train"])
     tasks_dir = Path(tasks_dir or saved["tasks_dir"])
-    dev = resolve_device(device, DistInfo())
+    dev = resolve_device(device)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -16,7 +16,6 @@ stray path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from features.media import hash_file
 
 __all__ = ["MARKER", "ArchiveError", "UnsafeArchiveError", "is_extracted", "safe_extract"]
 
@@ -82,7 +83,7 @@ def safe_extract(
     """
     archive, target_dir = Path(archive), Path(target_dir)
     kind = _archive_kind(archive)
-    digest = _given_digest(archive, sha256) or _sha256(archive)
+    digest = _given_digest(archive, sha256) or hash_file(archive)
     selection = _selection(members)
     previous = _read_marker(target_dir)
     if previous is not None and _marker_matches(previous, archive, digest, selection, target_dir):
@@ -140,7 +141,7 @@ def is_extracted(
     if digest is None:
         if marker.get("archive_size") != archive.stat().st_size:
             return False  # cheap rejection before hashing a large archive
-        digest = _sha256(archive)
+        digest = hash_file(archive)
     return _marker_matches(marker, archive, digest, _selection(members), target_dir)
 
 
@@ -177,14 +178,6 @@ def _given_digest(archive: Path, sha256: str | None) -> str | None:
     if not re.fullmatch(r"[0-9a-f]{64}", text):
         raise ValueError(f"{archive}: sha256 must be 64 hex characters, got {sha256!r}")
     return text
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- reading and validating members -------------------------------------------------------------------

@@ -15,7 +15,6 @@ fetched from that mirror, and the manifest says so (``checksum_source``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -25,10 +24,11 @@ from pathlib import Path
 
 import httpx
 
+from features.media import hash_file
 from pipelines.archive import safe_extract
 from pipelines.download import DownloadError, DownloadItem, download, download_many
 from pipelines.sources import Source, SourceFile, get_source, resolve_url
-from pipelines.tables.hashing import sha256_file
+from vlpet.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 MANIFEST = "MANIFEST.json"
@@ -98,7 +98,7 @@ def _mirror_checksums(source: Source, mirror: str, workdir: Path) -> dict[str, s
 
 def write_sha256sums(directory: Path) -> Path:
     """Publish ``SHA256SUMS`` for the files of one source directory of a mirror (e.g. synthetic data)."""
-    lines = [f"{sha256_file(p)}  {p.name}" for p in sorted(directory.iterdir()) if p.is_file() and p.name != CHECKSUMS]
+    lines = [f"{hash_file(p)}  {p.name}" for p in sorted(directory.iterdir()) if p.is_file() and p.name != CHECKSUMS]
     out = directory / CHECKSUMS
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -106,13 +106,6 @@ def write_sha256sums(directory: Path) -> Path:
 
 def _files(source: Source, include_optional: bool) -> list[SourceFile]:
     return [f for f in source.files if include_optional or not f.optional]
-
-
-def _write_json_atomic(path: Path, data: object) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def _same_file(src: Path, dst: Path) -> bool:
@@ -205,6 +198,6 @@ def fetch_dataset(name: str, root: Path, *, mirror: str | None = None, base_urls
         directory = out / asset.put_under
         present = sum(1 for p in directory.glob(asset.pattern) if p.is_file()) if directory.is_dir() else 0
         report.manual.append(ManualStatus(asset.name, asset.how_to_get, str(directory), asset.pattern, present))
-    _write_json_atomic(out / MANIFEST, {"source": source.name, "licence": source.licence, "files": report.files,
+    write_json_atomic(out / MANIFEST, {"source": source.name, "licence": source.licence, "files": report.files,
                                         "unpacked": [Path(u).name for u in report.unpacked]})
     return report

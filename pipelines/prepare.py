@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.media import hash_file
 from pipelines.fetch import raw_dir
 from pipelines.sources import get_source
 from pipelines.tables import (
@@ -42,7 +43,6 @@ from pipelines.tables import (
     write_table,
     write_vl_t5_vqa_json,
 )
-from pipelines.tables.hashing import sha256_file
 from vlpet.atomic import write_text_atomic
 
 MISSING_LIST_LIMIT = 20
@@ -303,6 +303,6 @@ def prepare_dataset(name: str, root: Path) -> PrepareReport:
     written.append(write_text_atomic(out / "prepare_report.json", json.dumps(report.as_dict(), indent=2)))
     if missing:
         written.append(missing_file)
-    files = {p.relative_to(out).as_posix(): {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in written}
+    files = {p.relative_to(out).as_posix(): {"bytes": p.stat().st_size, "sha256": hash_file(p)} for p in written}
     write_text_atomic(out / COMPLETE, json.dumps({"dataset": source.name, "files": files}, indent=1, sort_keys=True))
     return report

@@ -29,33 +29,27 @@ from typing import Any
 from tests.pipelines.loopback import LoopbackServer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-# open_clip architectures shrunk for tests: the extractors' output shapes stay (RN101 layer4 width 2048, ViT-B/32
-# width 768 and patch 32, embed 512 for the video features), everything else minimal, so a checkpoint is a few
-# tens of MB instead of 0.5 GB. ``tiny_clip`` installs them under the real names.
-_TINY_TEXT = {"context_length": 77, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
-TINY_CLIP_CONFIGS = {
-    "ViT-B-32": {"embed_dim": 512, "text_cfg": _TINY_TEXT,
-                 "vision_cfg": {"image_size": 224, "layers": 1, "width": 768, "patch_size": 32, "mlp_ratio": 1.0}},
-    "RN101": {"embed_dim": 512, "text_cfg": _TINY_TEXT,
-              "vision_cfg": {"image_size": 224, "layers": [1, 1, 1, 1], "width": 64, "patch_size": None}},
-}
+# open_clip's architectures shrunk for tests (the extractors' output shapes stay; tests/conftest.py), installed under
+# the real names by ``tiny_clip_checkpoints``, so a checkpoint is a few tens of MB instead of 0.5 GB.
 # open_clip's hub entries of OpenAI's weights, by architecture.
 OPENAI_REPOS = {"ViT-B-32": "timm/vit_base_patch32_clip_224.openai", "RN101": "timm/resnet101_clip.openai"}
 CLIP_FILE = "open_clip_model.safetensors"
 
 
 @contextmanager
-def tiny_clip(monkeypatch: Any) -> Iterator[dict[str, bytes]]:
-    """open_clip's RN101 and ViT-B-32 replaced by their tiny versions while inside; yields a safetensors
-    checkpoint (fp16, seeded) of each, by architecture name."""
+def tiny_clip_checkpoints(monkeypatch: Any) -> Iterator[dict[str, bytes]]:
+    """open_clip's RN101 and ViT-B-32 replaced by their tiny versions (``monkeypatch``); yields a safetensors
+    checkpoint (fp16, seeded) of each, by architecture name, to serve under OpenAI's repo names."""
     import open_clip
     import torch
     from safetensors.torch import save
 
-    for name, cfg in TINY_CLIP_CONFIGS.items():
-        monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, name, cfg)
+    from tests.conftest import TINY_CLIP_CONFIGS
+
+    for name in OPENAI_REPOS:
+        monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, name, TINY_CLIP_CONFIGS[name])
     files = {}
-    for name in TINY_CLIP_CONFIGS:
+    for name in OPENAI_REPOS:
         torch.manual_seed(7)
         model = open_clip.create_model(name, pretrained=None, force_quick_gelu=True)
         files[name] = save({k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()})

@@ -120,3 +120,24 @@ def test_collate_rejects_mixed_tasks(tok):
     with pytest.raises(ValueError, match="single-task"):
         collate([{"task": "vqa", "text": "a", "target": "b", "vis": _grid()},
                  {"task": "gqa", "text": "a", "target": "b", "vis": _grid()}], tok, "vqa")
+
+
+def test_batch_crosses_processes_with_small_tensors_inline_and_features_shared():
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # registers the shared-memory tensor reducers on ForkingPickler
+
+    from vlpet.batch import VLBatch, shared_tensor
+
+    vis = shared_tensor((3, 49, 2048), torch.float32)  # 1.2 MB, made in shared memory as a worker does
+    vis.copy_(torch.arange(3 * 49 * 2048, dtype=torch.float32).reshape(3, 49, 2048))
+    ids = torch.tensor([[0, 5, 2], [0, 7, 2], [0, 9, 1]])
+    b = VLBatch("vqa", ids, ids != 1, vis, labels=ids.masked_fill(ids == 1, -100),
+                loss_weights=torch.tensor([1.0, 0.5, 0.25]), targets=["a", "b", "c"], example_ids=["1", "2", "3"])
+    c = ForkingPickler.loads(bytes(ForkingPickler.dumps(b)))
+    assert c.task == "vqa" and c.targets == ["a", "b", "c"] and c.vis_attention_mask is None
+    for name in ("input_ids", "attention_mask", "labels", "loss_weights", "vis_feats"):
+        x, y = getattr(b, name), getattr(c, name)
+        assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), name
+    assert not c.input_ids.is_shared() and not c.labels.is_shared()  # sent as bytes, no shared segment each
+    assert c.vis_feats.is_shared() and c.vis_feats[2, 48, 2047] == 3 * 49 * 2048 - 1

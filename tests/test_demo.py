@@ -28,8 +28,9 @@ def _walk(tree: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_then_cached_rerun(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
+    # the demo's CLIP models are the tiny configs (same shapes; the real ones: test_clip_architectures.py)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": tiny_clip_pythonpath}
     for key in ("PREFECT_API_URL", "PREFECT_HOME"):  # the demo's own defaults: Prefect state under the workdir
         env.pop(key, None)
     work = tmp_path / "demo"

@@ -10,21 +10,23 @@ from typer.testing import CliRunner
 
 from flows.runs import load_train_config, train_run
 from pipelines.tasks import ConcatTaskDataset, build_task_table
-from tests.pipelines.test_tasks_support import IMAGE_F, make_store, prepared_root, shared_build
 from vlpet.train import TEST_SPLITS, TRAIN_SPLITS, VAL_SPLITS
 
 TASKS = ["vqa", "gqa", "nlvr2"]
 
 
+IMAGE_F = 16  # conftest's task_tables.image_f
+
+
 @pytest.fixture(scope="module")
-def tasks_dir() -> Path:
-    base, _ = shared_build()
-    root = prepared_root(base)
+def tasks_dir(task_tables) -> Path:
+    base, root = task_tables.base, task_tables.root
+    assert task_tables.image_f == IMAGE_F
     out = base / "all-splits"
     for task in TASKS:
         store = base / "stores" / task
         if not (store / "snapshots").is_dir():
-            make_store(store, root / "tables" / task / "media.arrow", False)
+            task_tables.make_store(store, root / "tables" / task / "media.arrow", False)
         for split in {*TRAIN_SPLITS[task], VAL_SPLITS[task], TEST_SPLITS[task]}:
             build_task_table(task, split, root / "tables" / task / f"{split}.arrow", store,
                              out / task / f"{split}.arrow")

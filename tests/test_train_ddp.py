@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     from vlpet.train import ListBatchSource, Trainer, dist_from_env, resolve_device
     from vlpet.train.distributed import destroy, init_process_group
     info = dist_from_env()
-    dev = resolve_device("cpu", info)
+    dev = resolve_device("cpu", info.local_rank)
     init_process_group(info, dev)
     tok = train_tokenizer(TEXTS * 10, "bart", vocab_size=300)
     model = _model(tok)

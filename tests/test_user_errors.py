@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 from features.media import hash_file
 from flows.cli import app
 from pipelines.tasks import build_task_table
-from tests.pipelines.test_tasks_support import IMAGE_F, make_store, prepared_root, shared_build
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -122,11 +121,10 @@ def test_debug_shows_the_traceback(tmp_path):
     assert isinstance(res.exception, FileNotFoundError)  # raised, not reduced to one line
 
 
-def test_training_on_a_corrupt_store_stops_before_writing_naming_the_segment(tmp_path):
-    base, _ = shared_build()
-    root = prepared_root(base)
+def test_training_on_a_corrupt_store_stops_before_writing_naming_the_segment(tmp_path, task_tables):
+    root = task_tables.root
     store, tasks = tmp_path / "store", tmp_path / "tasks"
-    make_store(store, root / "tables" / "vqa" / "media.arrow", False)
+    task_tables.make_store(store, root / "tables" / "vqa" / "media.arrow", False)
     for split in ("karpathy_train", "karpathy_val", "karpathy_test"):
         build_task_table("vqa", split, root / "tables" / "vqa" / f"{split}.arrow", store,
                          tasks / "vqa" / f"{split}.arrow")
@@ -142,8 +140,8 @@ def test_training_on_a_corrupt_store_stops_before_writing_naming_the_segment(tmp
                          tmp_path / "again.arrow")
     assert not (tmp_path / "again.arrow").exists()
     res = CliRunner().invoke(app, ["train", "--data", str(tasks), "--out", str(tmp_path / "run"), "--preset",
-                                   "synthetic-image", "--set", 'tasks=["vqa"]', "--set", f"feat_dim={IMAGE_F}",
-                                   "--device", "cpu", "--no-progress"])
+                                   "synthetic-image", "--set", 'tasks=["vqa"]', "--set",
+                                   f"feat_dim={task_tables.image_f}", "--device", "cpu", "--no-progress"])
     assert res.exit_code == 2, res.output
     assert seg.name in res.output and "vlpet store verify" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "run").exists()

@@ -13,7 +13,8 @@ This package never imports ``pipelines``, ``features`` or ``flows``.
 __version__ = "0.1.0"
 
 # The public names resolve on first use (PEP 562), so ``import vlpet`` (and the ``vlpet`` command line, whose
-# --help must answer at once) does not pay for torch and transformers until a model is actually built.
+# --help must answer at once) does not pay for torch and transformers until a model is actually built; nor
+# does ``features`` when it uses the dependency-free helpers (``vlpet.atomic``, ``vlpet.provenance``).
 _EXPORTS = {
     "build_model": "vlpet.build",
     "CheckpointMismatchError": "vlpet.checkpoint", "load_model": "vlpet.checkpoint",

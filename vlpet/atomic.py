@@ -1,13 +1,18 @@
 """Atomic file writes: a temp file in the target directory, fsync'ed, then ``os.replace``, so a reader (or a
-killed run) never sees half a file. The one implementation ``vlpet`` and ``flows`` use for text outputs."""
+killed run) never sees half a file. The one implementation of the project's whole-file outputs (JSON, text,
+Arrow tables); the feature store's own segment protocol is in ``features.store.layout``. Standard library
+only, so ``features`` may import it too."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+from vlpet.provenance import json_default
 
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
@@ -30,3 +35,8 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """UTF-8 ``text`` to ``path``, atomically; returns the path."""
     return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
+    """``data`` as JSON (sorted keys; paths as strings, sets sorted) to ``path``, atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, sort_keys=True, default=json_default))

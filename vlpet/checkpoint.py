@@ -26,8 +26,10 @@ from safetensors.torch import load_file, save_file
 
 from vlpet.config import MethodConfig
 from vlpet.model import VisualConfig, VLSeq2Seq
+from vlpet.provenance import library_versions
 
 CONFIG_NAME = "vlpet_config.json"
+LIBRARIES = ("vlpet", "torch", "transformers")  # the versions a checkpoint records
 TRAINABLE_NAME = "trainable.safetensors"
 FROZEN_NAME = "frozen_extra.safetensors"
 FORMAT_VERSION = 1
@@ -54,14 +56,6 @@ def load_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
                                      f"({type(e).__name__}: {e})") from None
 
 
-def library_versions() -> dict[str, str]:
-    import transformers
-
-    import vlpet
-
-    return {"vlpet": vlpet.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
 def _frozen_extra(model: VLSeq2Seq) -> dict[str, torch.Tensor]:
     params = dict(model.named_parameters())
     out: dict[str, torch.Tensor] = {}
@@ -86,7 +80,7 @@ def save_checkpoint(model: VLSeq2Seq, directory: str | os.PathLike[str], tokeniz
         frozen = {n: t.contiguous().cpu() for n, t in _frozen_extra(model).items()}
         if frozen:
             save_file(frozen, tmp / FROZEN_NAME)
-        config = {"format_version": FORMAT_VERSION, **model.describe(), "libraries": library_versions(),
+        config = {"format_version": FORMAT_VERSION, **model.describe(), "libraries": library_versions(LIBRARIES),
                   "trainable_keys": sorted(trainable), "extra": extra or {}}
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
         if tokenizer is not None:

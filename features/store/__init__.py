@@ -18,7 +18,9 @@ primary layout:
   from many writers means resizing and rewriting shared metadata;
 * ragged videos map directly to an Arrow ``list<fixed_size_list<dtype, D>>`` column: the list offsets are
   the frame offsets and a video reads back zero-copy as ``(T_i, D)``;
-* one dependency fewer on the read path (pyarrow only); Zarr stays an export format if ever needed.
+* one dependency fewer on the read path (pyarrow only); Zarr is the export format
+  (``zarr_view.export_zarr`` / ``vlpet store export --format zarr``, docs/zarr.md) for Dask/xarray and object
+  storage, and ``import_zarr`` reads an export back bit-identically.
 
 Measured by ``bench/store.py`` (2000 x (49, 2048) float16 = 401 MB, warm page cache, 2 cores; one run,
 run-to-run noise on this shared machine is up to ~2x): write (full plan/stage/commit path, with sha256 of
@@ -75,6 +77,12 @@ Public API
 ``done_hashes``), ``SnapshotInfo`` (``content_digest()``), ``SnapshotReader`` (``get``, ``get_by_hash``,
 ``get_many``, ``status``, ``errors``, ``media_ids``, ``len``), ``QuarantineRecord``, and the errors.
 
+Reads: segments are mapped with ``MADV_RANDOM`` (no read-around: on a kernel with 8 MB read-ahead one fault
+used to read a whole segment, so resident memory grew with the store, not with what was read); rows not in
+memory are requested with ``MADV_WILLNEED`` over exactly their bytes, all rows of a ``get_many`` (and of the
+loader's next batches, ``SnapshotReader.prefetch``) before the first copy waits, so the disk sees them
+together; a ``mincore`` check keeps warm reads from paying for that.
+
 Limits: the store lock is ``flock`` (local filesystems and NFSv4; not object stores); one writer per
 shard id at a time; readers build their media-id dict in memory (fine to tens of millions of rows).
 """
@@ -95,7 +103,7 @@ from .gc import GcReport
 from .reader import SampleStatus, SnapshotReader
 from .snapshot import QuarantineRecord, SnapshotInfo
 from .spec import StoreSpec
-from .store import FeatureStore, Plan, library_versions
+from .store import FeatureStore, Plan
 from .verify import VerifyReport
 from .writer import Run, ShardWriter
 
@@ -119,5 +127,4 @@ __all__ = [
     "StoreError",
     "StoreSpec",
     "VerifyReport",
-    "library_versions",
 ]

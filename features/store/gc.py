@@ -6,12 +6,10 @@ import contextlib
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .layout import TMP_PREFIX, dir_size, read_json
-
-if TYPE_CHECKING:
-    from .store import FeatureStore
+from .view import StoreView
 
 TRASH_PREFIX = ".trash-"
 
@@ -47,7 +45,7 @@ def _remove(path) -> None:
             os.unlink(path)
 
 
-def collect(store: FeatureStore, keep=(), *, keep_latest: bool = True, dry_run: bool = False) -> GcReport:
+def collect(store: StoreView, keep=(), *, keep_latest: bool = True, dry_run: bool = False) -> GcReport:
     """Delete every snapshot except the latest (``keep_latest``) and those named in ``keep``, then every
     committed segment no kept snapshot references, the staging areas of runs that can no longer commit
     (their parent is not the latest snapshot), and temporary leftovers of killed processes.
@@ -96,7 +94,7 @@ def collect(store: FeatureStore, keep=(), *, keep_latest: bool = True, dry_run: 
         return report
 
 
-def info(store: FeatureStore) -> dict[str, Any]:
+def info(store: StoreView) -> dict[str, Any]:
     """Spec, snapshots, latest counts, size on disk, runs in staging."""
     layout = store.layout
     snaps = store.snapshots()

@@ -194,13 +194,6 @@ def write_tmp(directory: Path, data: bytes | memoryview, suffix: str = "", mode:
     return tmp
 
 
-def atomic_write(path: Path, data: bytes | memoryview, mode: int = 0o444) -> None:
-    """Replace ``path`` with ``data`` atomically (tmp + fsync + rename + fsync dir)."""
-    tmp = write_tmp(path.parent, data, mode=mode)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def create_exclusive(path: Path, data: bytes, mode: int = 0o444) -> bool:
     """Create ``path`` with ``data`` unless it exists (atomic); True when this call created it."""
     tmp = write_tmp(path.parent, data, mode=mode)
@@ -232,13 +225,6 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.fsync(f.fileno())
     os.chmod(tmp, 0o444)
     os.replace(tmp, dst)
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    """(sha256, size) of an immutable store file (segments and indexes are never modified once written)."""
-    from features.media import hash_file
-
-    return hash_file(path), path.stat().st_size
 
 
 def read_json(path: Path) -> Any:

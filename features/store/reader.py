@@ -88,6 +88,7 @@ class SnapshotReader:
         self._maps_pid: int | None = None
         self._segments: list[Segment | None] = []
         self._lock = threading.Lock()
+        self._warm_streak = self._batches = 0
 
     # --- pickling / fork -----------------------------------------------------------------------------------
     def __getstate__(self) -> dict:
@@ -118,6 +119,7 @@ class SnapshotReader:
         self._seg_names = sorted({s for s in segs if s is not None})
         pos = {s: k for k, s in enumerate(self._seg_names)}
         self._seg = np.array([pos[s] if s is not None else -1 for s in segs], dtype=np.int64)
+        self._ok = np.array([st == OK for st in status], dtype=bool)
         self._ok_ids = [m for m, st in zip(ids, status, strict=True) if st == OK]
         self._index_loaded = True
 
@@ -208,10 +210,28 @@ class SnapshotReader:
 
     def get_many(self, media_ids: Sequence[str], out: np.ndarray | None = None) -> np.ndarray | list[np.ndarray]:
         """Fixed shape: one new ``(n, *shape)`` array (or filled into ``out``); ragged: a list of views."""
-        return self._many([self._pos(m) for m in media_ids], out)
+        self._ensure()
+        by_id = self._by_id
+        try:
+            pos = [by_id[m] for m in media_ids]
+        except KeyError:
+            pos = [self._pos(m) for m in media_ids]  # raises the KeyError naming the missing id
+        return self._many(pos, out)
 
     def get_many_by_hash(self, hashes: Sequence[str], out: np.ndarray | None = None):
         return self._many([self._pos_sha(h) for h in hashes], out)
+
+    def prefetch(self, media_ids: Sequence[str]) -> int:
+        """Start reading the features of ``media_ids`` that are not in memory yet, without waiting (a loader
+        calls it with the next batch while it serves this one: the disk sees many requests at once instead
+        of one fault at a time). Unknown or quarantined ids are skipped. Returns the rows it asked for."""
+        self._ensure()
+        pos = [i for i in (self._by_id.get(m) for m in media_ids) if i is not None and self._ok[i]]
+        if not pos:
+            return 0
+        p = np.asarray(pos, dtype=np.int64)
+        segs, rows = self._seg[p], self._row[p]
+        return sum(self._segment(int(k)).prefetch(rows[segs == k]) for k in np.unique(segs))
 
     def _many(self, pos: list[int], out: np.ndarray | None):
         if self.spec.ragged:
@@ -224,15 +244,26 @@ class SnapshotReader:
         if n == 0:
             return out
         p = np.asarray(pos, dtype=np.int64)
-        for i in p:
-            if self._status[i] != OK:
-                raise QuarantinedError(self._ids[i], self._reason[i] or "")
+        bad = np.flatnonzero(~self._ok[p])
+        if bad.size:
+            i = int(p[bad[0]])
+            raise QuarantinedError(self._ids[i], self._reason[i] or "")
         segs = self._seg[p]
         rows = self._row[p]
-        for k in np.unique(segs):
-            sel = np.nonzero(segs == k)[0]
-            out[sel] = self._segment(int(k)).rows(rows[sel])
+        parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
+        if self._should_check_residency():
+            # every segment's cold rows are requested before any copy waits on a read
+            asked = sum(seg.prefetch(rows[sel]) for seg, sel in parts)
+            self._warm_streak = 0 if asked else self._warm_streak + 1
+        for seg, sel in parts:
+            seg.copy_rows(rows[sel], out, sel)
         return out
+
+    def _should_check_residency(self) -> bool:
+        """Residency checks cost a ``mincore`` per row: once 8 batches in a row found everything in memory
+        (a store that fits in the page cache), check every 16th batch only; any cold row resets this."""
+        self._batches += 1
+        return self._warm_streak < 8 or self._batches % 16 == 0
 
     # --- index views ---------------------------------------------------------------------------------------
     def status(self, media_id: str) -> SampleStatus:

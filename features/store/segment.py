@@ -19,7 +19,10 @@ end up as rows of the snapshot index, never in a segment.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import mmap
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +141,49 @@ def read_errors(path: Path) -> list[dict]:
     return table.to_pylist()
 
 
+def _advise(mm: mmap.mmap, advice: int | None, start: int = 0, length: int | None = None) -> None:
+    """``madvise`` (the whole map by default) where the platform has it (Linux, macOS; a no-op on Windows)."""
+    if advice is not None and hasattr(mm, "madvise"):
+        mm.madvise(advice, start, len(mm) - start if length is None else length)
+
+
+def _load_mincore():
+    """libc ``mincore`` through ctypes: the standard library has no residency query, and without one every
+    warm read would pay a ``MADV_WILLNEED`` (~10 us per 200 KB row measured) to help the cold ones."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).mincore
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_MINCORE = _load_mincore() if hasattr(mmap, "MADV_WILLNEED") else None
+_VEC = threading.local()
+
+
+def _resident(address: int, length: int) -> bool:
+    """Whether every page of the page-aligned mapped range is in memory (True when it cannot tell)."""
+    pages = (length + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = getattr(_VEC, "buf", None)
+    if vec is None or len(vec) < pages:
+        vec = _VEC.buf = ctypes.create_string_buffer(max(pages, 64))
+    if _MINCORE(address, length, vec) != 0:
+        return True
+    # Linux writes 1 (resident) or 0 per page; a missing page is a zero byte (a fast C search, no loop)
+    return vec.raw.find(b"\0", 0, pages) < 0
+
+
+def _map_random(path: Path) -> mmap.mmap:
+    """A read-only map of ``path`` marked for random access: readers touch scattered ~100 KB rows, and the
+    default read-around (128 KB+ per fault) made the resident set grow ~3x faster than the bytes read."""
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    _advise(mm, getattr(mmap, "MADV_RANDOM", None))
+    return mm
+
+
 class Segment:
     """A memory-mapped, read-only view of one segment file; ``row(i)`` is a zero-copy numpy view."""
 
@@ -145,13 +191,13 @@ class Segment:
         self.path = Path(path)
         self.spec = spec
         try:
-            self._mm = pa.memory_map(str(self.path), "r")
-            reader = ipc.open_file(self._mm)
+            self._mm = _map_random(self.path)
+            reader = ipc.open_file(pa.py_buffer(self._mm))
             if reader.num_record_batches != 1:
                 raise CorruptionError(f"segment {self.path.name}: expected 1 record batch, found "
                                       f"{reader.num_record_batches}")
             batch = reader.get_batch(0)
-        except (pa.ArrowInvalid, OSError) as e:
+        except (pa.ArrowInvalid, OSError, ValueError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
             raise CorruptionError(f"segment {self.path.name} is not a readable Arrow IPC file: {e}") from e
@@ -161,16 +207,21 @@ class Segment:
         col = batch.column("feat")
         k, shape = spec.row_size, spec.row_shape
         dt = spec.np_dtype
+        self._row_bytes = k * dt.itemsize  # ragged: bytes per frame
+        map_address = pa.py_buffer(self._mm).address
         if spec.ragged:
             self._offsets = np.frombuffer(col.buffers()[1], dtype=np.int32, count=len(col) + 1,
                                           offset=col.offset * 4) if len(col) else np.zeros(1, np.int32)
             inner = col.values
             flat = numpy_view(inner.values, dt)
             self._frames = flat[inner.offset * k:(inner.offset + len(inner)) * k].reshape(-1, *shape)
+            self._data_offset = self._frames.ctypes.data - map_address if len(self._frames) else 0
         else:
             flat = numpy_view(col.values, dt)
             n = self.num_rows
             self._data = flat[col.offset * k:(col.offset + n) * k].reshape(n, *shape)
+            self._data_offset = self._data.ctypes.data - map_address if n else 0
+        self._map_address = map_address
 
     @property
     def spec_digest(self) -> str:
@@ -188,10 +239,47 @@ class Segment:
         return np.diff(self._offsets) if self.spec.ragged else None
 
     def row(self, i: int) -> np.ndarray:
+        self.prefetch(np.array([i]))
         if self.spec.ragged:
             return self._frames[self._offsets[i]:self._offsets[i + 1]]
         return self._data[i]
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
-        """Fixed-shape only: a copy of the rows ``idx`` (fancy indexing on the mapped data)."""
-        return self._data[idx]
+        """Fixed-shape only: a copy of the rows ``idx``."""
+        out = np.empty((len(idx), *self.spec.shape), dtype=self.spec.np_dtype)
+        idx = np.asarray(idx, dtype=np.int64)
+        self.prefetch(idx)
+        self.copy_rows(idx, out, np.arange(len(idx)))
+        return out
+
+    def prefetch(self, rows: np.ndarray) -> int:
+        """Start reading the pages of those ``rows`` that are not in memory, asynchronously and all at once
+        (read-ahead matched to the row: the map is ``MADV_RANDOM``, so a fault reads one page and nothing
+        around it). Returns how many rows it asked for. Resident rows cost one ``mincore`` each, not a read."""
+        if not len(rows) or _MINCORE is None:
+            return 0
+        page = mmap.PAGESIZE
+        asked = 0
+        for r in np.unique(rows):  # sorted: the kernel sees the requests in file order
+            if self.spec.ragged:
+                first, end = int(self._offsets[r]), int(self._offsets[r + 1])
+                start, size = self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes
+            else:
+                start, size = self._data_offset + int(r) * self._row_bytes, self._row_bytes
+            if size == 0:
+                continue
+            aligned = start - start % page
+            length = start + size - aligned
+            if not _resident(self._map_address + aligned, length):
+                _advise(self._mm, mmap.MADV_WILLNEED, aligned, length)
+                asked += 1
+        return asked
+
+    def copy_rows(self, rows: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+        """Fixed-shape only: ``out[dest[j]] = row(rows[j])`` in file order; call ``prefetch(rows)`` first.
+
+        One memcpy per row straight from the map into ``out`` (no temporary as fancy indexing would make)."""
+        data = self._data
+        rows_l, dest_l = rows.tolist(), dest.tolist()  # Python ints index numpy faster than numpy scalars
+        for j in np.argsort(rows, kind="stable").tolist():
+            out[dest_l[j]] = data[rows_l[j]]

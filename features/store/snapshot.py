@@ -31,9 +31,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from vlpet.provenance import canonical_json
+
 from .errors import CorruptionError
 from .segment import arrow_array
-from .spec import StoreSpec, canonical_json
+from .spec import StoreSpec
 
 SNAPSHOT_FORMAT = "vlpet-feature-store/snapshot/1"
 CONTENT_DIGEST_VERSION = b"vlpet-feature-store/content/1\n"

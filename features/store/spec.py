@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,12 +11,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from vlpet.provenance import canonical_json
+
 from .errors import StoreError
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no whitespace, tuples as lists): the input of every digest."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -10,11 +10,12 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from ..media import MediaItem, check_unique_ids
+from vlpet.provenance import canonical_json, library_versions
+
+from ..media import MediaItem, check_unique_ids, hash_file
 from .errors import (
     CorruptionError,
     IncompleteRunError,
@@ -23,6 +24,8 @@ from .errors import (
     StaleRunError,
     StoreError,
 )
+from .gc import collect
+from .gc import info as store_info
 from .layout import (
     FORMAT,
     INDEX,
@@ -38,7 +41,6 @@ from .layout import (
     fsync_dir,
     link_or_copy,
     read_json,
-    sha256_file,
     tmp_name,
 )
 from .reader import SnapshotReader
@@ -54,22 +56,12 @@ from .snapshot import (
     manifest_digest,
     read_index_rows,
 )
-from .spec import StoreSpec, canonical_json
+from .spec import StoreSpec
+from .verify import verify_store
 from .writer import Run, staged_files, staged_name_sha
 
 LIBRARIES = ("numpy", "pyarrow", "zarr", "torch", "torchvision", "open_clip_torch", "decord", "av", "pillow",
              "transformers")
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that shape the features (from package metadata; nothing is imported)."""
-    out = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 def _crash_point(name: str) -> None:
@@ -362,7 +354,7 @@ class FeatureStore:
             segs, errs = staged_files(self.layout.shard_dir(run.run_id, sid))
             for p in segs:
                 name = staged_name_sha(p)
-                actual, _n = sha256_file(p)
+                actual = hash_file(p)
                 if actual != name:
                     raise CorruptionError(f"staged segment {p} does not match its checksum (sha256 {actual}); "
                                           f"delete it and re-run the shard")
@@ -489,7 +481,7 @@ class FeatureStore:
                 "index": {"file": INDEX, "sha256": hashlib.sha256(memoryview(idx)).hexdigest(), "bytes": idx.size,
                           "rows": len(rows)},
                 "segments": {k: {"sha256": k, **v} for k, v in seg_records.items()},
-                "metadata": metadata, "library_versions": library_versions(),
+                "metadata": metadata, "library_versions": library_versions(LIBRARIES),
                 "writer": {"host": platform.node(), "pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else ""},
             }
             manifest["manifest_digest"] = manifest_digest(manifest)
@@ -515,16 +507,10 @@ class FeatureStore:
 
     # --- maintenance ---------------------------------------------------------------------------------------
     def gc(self, keep: Iterable[str] = (), *, keep_latest: bool = True, dry_run: bool = False):
-        from .gc import collect
-
         return collect(self, keep=keep, keep_latest=keep_latest, dry_run=dry_run)
 
     def verify(self, snapshot: str | None = None, *, all_snapshots: bool | None = None):
-        from .verify import verify_store
-
         return verify_store(self, snapshot=snapshot, all_snapshots=all_snapshots)
 
     def info(self) -> dict[str, Any]:
-        from .gc import info
-
-        return info(self)
+        return store_info(self)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..media import hash_file
 from .errors import CorruptionError, StoreError
-from .layout import INDEX, MANIFEST, read_json, sha256_file
+from .layout import INDEX, MANIFEST, read_json
 from .segment import Segment, feature_hash
 from .snapshot import OK, content_digest, manifest_digest, read_index_rows
-
-if TYPE_CHECKING:
-    from .store import FeatureStore
+from .view import StoreView
 
 
 @dataclass
@@ -31,7 +30,7 @@ class VerifyReport:
 
 
 class _SegmentCheck:
-    def __init__(self, store: FeatureStore, report: VerifyReport):
+    def __init__(self, store: StoreView, report: VerifyReport):
         self.store, self.report = store, report
         self.cache: dict[str, tuple[Segment | None, list[str], list[str]]] = {}
 
@@ -46,7 +45,7 @@ class _SegmentCheck:
         if not path.exists():
             problems.append(f"segment {name}: file missing ({path})")
         else:
-            actual, n = sha256_file(path)
+            actual, n = hash_file(path), path.stat().st_size
             self.report.bytes_hashed += n
             self.report.segments_checked += 1
             if actual != name or actual != record.get("sha256", name):
@@ -71,7 +70,7 @@ class _SegmentCheck:
         return self.cache[name]
 
 
-def verify_store(store: FeatureStore, snapshot: str | None = None, *, all_snapshots: bool | None = None,
+def verify_store(store: StoreView, snapshot: str | None = None, *, all_snapshots: bool | None = None,
                  deep: bool = True) -> VerifyReport:
     """Check snapshot ``snapshot`` (default: every snapshot). Problems are collected, not raised."""
     if snapshot is not None:
@@ -81,7 +80,7 @@ def verify_store(store: FeatureStore, snapshot: str | None = None, *, all_snapsh
     report = VerifyReport(snapshots=ids)
     problems = report.problems
     try:
-        type(store)._read_store_file(store.root)
+        store._read_store_file(store.root)
     except StoreError as e:
         problems.append(f"STORE.json: {e}")
     segs = _SegmentCheck(store, report)
@@ -102,7 +101,7 @@ def verify_store(store: FeatureStore, snapshot: str | None = None, *, all_snapsh
             problems.append(f"snapshot {sid}: spec digest differs from the store's")
         idx_path = info.path / INDEX
         try:
-            actual, n = sha256_file(idx_path)
+            actual, n = hash_file(idx_path), idx_path.stat().st_size
         except FileNotFoundError:
             problems.append(f"snapshot {sid}: index.arrow missing")
             continue

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.tables.hashing import sha256_file
+from features.media import hash_file
 
 MANIFEST_NAME = "manifest.json"
 Report = tuple[dict[str, dict[str, int]], dict[str, int]]  # what each source writer returns: (counts, extras)
@@ -90,7 +90,7 @@ class SynthManifest:
                 continue
             if path.stat().st_size != entry.size:
                 problems.append(f"size mismatch: {entry.path}")
-            elif sha256_file(path) != entry.sha256:
+            elif hash_file(path) != entry.sha256:
                 problems.append(f"sha256 mismatch: {entry.path}")
         return problems
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from features.media import hash_file
 from pipelines.synth.manifest import FileEntry
-from pipelines.tables.hashing import sha256_file
 
 FIXED_ZIP_TIME = (2015, 1, 1, 0, 0, 0)  # zip cannot store dates before 1980; any fixed value works
 FIXED_EPOCH = 1420070400  # 2015-01-01T00:00:00Z, for tar members
@@ -123,5 +123,5 @@ class OutputTree:
     def record(self, rel: str, source: str) -> Path:
         """Register a file already written at ``rel`` (e.g. an mp4 written by the encoder)."""
         p = self.root / rel
-        self.entries[rel] = FileEntry(path=rel, size=p.stat().st_size, sha256=sha256_file(p), source=source)
+        self.entries[rel] = FileEntry(path=rel, size=p.stat().st_size, sha256=hash_file(p), source=source)
         return p

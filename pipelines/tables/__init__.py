@@ -9,7 +9,7 @@ from pipelines.tables.arrow_io import attach_metadata, read_table, table_metadat
 from pipelines.tables.captions import parse_coco_karpathy
 from pipelines.tables.errors import TableParseError
 from pipelines.tables.gqa import parse_gqa_balanced, parse_gqa_lxmert
-from pipelines.tables.hashing import SourceDigest, digest_file, sha256_file
+from pipelines.tables.hashing import SourceDigest, digest_file
 from pipelines.tables.karpathy_vqa import (
     KarpathyCountCheck,
     check_karpathy_counts,
@@ -72,7 +72,6 @@ __all__ = [
     "process_punctuation",
     "read_table",
     "rebuild_karpathy_vqa",
-    "sha256_file",
     "soft_score",
     "soft_scores",
     "table_metadata",

@@ -7,8 +7,6 @@ and slice without copying; metadata lives in the schema so it travels with the t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.tables.hashing import SourceDigest
+from vlpet.atomic import write_atomic
 
 SCHEMA_VERSION = "1"
 _PREFIX = "vlpet."
@@ -55,26 +54,16 @@ def table_metadata(table_or_schema: pa.Table | pa.Schema) -> dict[str, Any]:
     return out
 
 
-def write_table(table: pa.Table, path: Path | str) -> Path:
-    """Write an Arrow IPC file atomically: a temp file in the same directory, then ``os.replace``.
+def write_table(table: pa.Table, path: Path | str, *, stream: bool = False) -> Path:
+    """Write an Arrow IPC file (``stream``: the IPC stream format, which ``datasets`` reads) atomically with
+    ``vlpet.atomic``: a killed run never leaves a half-written file under the final name."""
 
-    A killed run therefore never leaves a half-written file under the final name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with pa.OSFile(tmp_name, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    def write(handle: Any) -> None:
+        sink = pa.PythonFile(handle, mode="w")
+        with (pa.ipc.new_stream if stream else pa.ipc.new_file)(sink, table.schema) as writer:
             writer.write_table(table)
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path, write)
 
 
 def read_table(path: Path | str) -> pa.Table:

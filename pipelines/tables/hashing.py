@@ -1,4 +1,4 @@
-"""Streamed sha256 of files: provenance for table metadata and content keys for the media index."""
+"""Source files described by content (path, sha256, size): provenance for table metadata and the media index."""
 
 from __future__ import annotations
 
@@ -6,11 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from features.media import hash_file
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed: the project's one implementation (``features.media.hash_file``)."""
-    return hash_file(path)
 
 
 @dataclass(frozen=True)
@@ -32,4 +27,4 @@ class SourceDigest:
 def digest_file(path: Path) -> SourceDigest:
     """Describe a source file by path, sha256 and size."""
     path = Path(path)
-    return SourceDigest(path=str(path), sha256=sha256_file(path), size=path.stat().st_size)
+    return SourceDigest(path=str(path), sha256=hash_file(path), size=path.stat().st_size)

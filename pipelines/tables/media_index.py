@@ -15,8 +15,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from features.media import hash_file
 from pipelines.tables.arrow_io import attach_metadata
-from pipelines.tables.hashing import sha256_file
 from pipelines.tables.schemas import MEDIA_INDEX_SCHEMA, build_table
 
 MediaKind = Literal["image", "video"]
@@ -78,7 +78,7 @@ def build_media_index(
 
     def digest(rel: str) -> tuple[str, int]:
         path = root / rel
-        return sha256_file(path), path.stat().st_size
+        return hash_file(path), path.stat().st_size
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(digest, rel_paths))

@@ -20,10 +20,12 @@ from pipelines.tables.report import ParseReport
 from pipelines.tables.schemas import VIDEO_QA_SCHEMA, BatchedColumns
 from pipelines.tables.splits import split_from_stem
 from pipelines.tables.subtitles import SubtitleIndex, as_index
+from vlpet.catalog import CATALOG
 
 FAMILY = "video_qa"
 VideoQADataset = Literal["tvqa", "how2qa"]
-NUM_CHOICES: dict[str, int] = {"tvqa": 5, "how2qa": 4}
+# Choices per question: the size of the task's closed answer set in the catalogue (a0..a4 / a0..a3).
+NUM_CHOICES: dict[str, int] = {t: len(CATALOG[t].answer_vocabulary or ()) for t in ("tvqa", "how2qa")}
 
 
 def parse_video_qa(

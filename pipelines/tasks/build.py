@@ -20,7 +20,7 @@ scores of ``targets`` for VQA/GQA), ``raw_answers`` (VQA: the 10 annotator answe
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,23 +29,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.media import hash_file
 from features.store import FeatureStore
 from pipelines.tables import read_table
-from pipelines.tables.hashing import sha256_file
 from vlpet.atomic import write_atomic, write_text_atomic
+from vlpet.catalog import CATALOG, task_spec
 
-TASKS = ("vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c")
-VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
+TASKS = tuple(CATALOG)  # the catalogue's tasks (vlpet.catalog), under the old name
 TASK_TABLE_VERSION = "2"  # 2: raw_answers (VQA's 10 annotator answers, for the official metric)
 _META = "vlpet_task."
 _QA = ("qid", "question", "choices", "answer_idx", "ts", "subtitles", "media_id")
 _CAP = ("clip_id", "ts", "captions", "subtitles", "media_id")
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+# The unified-table columns each parser (a catalogue entry's ``row`` kind) reads; the first names the example.
+ROW_COLUMNS: dict[str, tuple[str, ...]] = {
     "vqa": ("question_id", "question", "answers", "media_id"),
-    "gqa": ("question_id", "question", "answers", "media_id"),
     "nlvr2": ("identifier", "sentence", "label", "media_id0", "media_id1"),
-    "coco": ("image_id", "captions", "media_id"),
-    "tvqa": _QA, "how2qa": _QA, "tvc": _CAP, "yc2c": _CAP,
+    "caption": ("image_id", "captions", "media_id"),
+    "video_qa": _QA, "video_caption": _CAP,
 }
 
 TASK_SCHEMA = pa.schema([
@@ -85,8 +85,6 @@ class BuildReport:
 # a row dict per question made a full VQA build peak at ~2.8 GB. Only TVC's ``ts`` text ("[35.73, 40.9]",
 # Python's float repr) goes through Python, one batch at a time.
 BATCH_ROWS = 65_536
-EXAMPLE_ID = {"vqa": "question_id", "gqa": "question_id", "nlvr2": "identifier", "coco": "image_id", "tvqa": "qid",
-              "how2qa": "qid", "tvc": "clip_id", "yc2c": "clip_id"}
 
 
 def _lists(lengths: np.ndarray, values: pa.Array, mask: pa.Array | None = None) -> pa.ListArray:
@@ -113,44 +111,60 @@ def _text(values: pa.Array) -> pa.Array:
     return pc.cast(values, pa.string())
 
 
-def _columns(task: str, batch: pa.RecordBatch) -> dict[str, pa.Array]:
-    """One batch of a unified table -> the task table's columns (the ones a task lacks are null)."""
+def _vqa_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
     col = batch.column
-    if task in ("vqa", "gqa"):
-        answers = col("answers")  # null = unlabelled (test) -> scores null; [] = labelled, no answer in vocab
-        flat = pc.list_flatten(answers)
-        lengths = _lengths(answers)
-        out = {"example_id": col("question_id"), "media_ids": _one_each(col("media_id")), "text": col("question"),
-               "targets": _lists(lengths, flat.field("answer")),
-               "scores": _lists(lengths, flat.field("score"), mask=answers.is_null())}
-        if "raw_answers" in batch.schema.names:
-            out["raw_answers"] = col("raw_answers")
-        return out
-    if task == "nlvr2":
-        n = batch.num_rows
-        both = pa.concat_arrays([col("media_id0"), col("media_id1")])
-        order = np.stack([np.arange(n), np.arange(n) + n], axis=1).reshape(-1)
-        return {"example_id": col("identifier"), "text": col("sentence"),
-                "media_ids": _lists(np.full(n, 2), both.take(pa.array(order))),
-                "targets": _one_each(pc.if_else(col("label"), "true", "false"))}
-    if task == "coco":
-        return {"example_id": col("image_id"), "media_ids": _one_each(col("media_id")),
-                "text": pa.array([""] * batch.num_rows, pa.string()), "targets": col("captions")}
-    if task in ("tvqa", "how2qa"):
-        idx = col("answer_idx")
-        labels = pa.array([f"a{i}" for i in pc.drop_null(idx).to_pylist()], pa.string())
-        return {"example_id": _text(col("qid")), "media_ids": _one_each(col("media_id")), "text": col("question"),
-                "subs": _subs(col("subtitles")), "ts": col("ts"), "choices": col("choices"),
-                "targets": _lists(idx.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), labels)}
-    if task in ("tvc", "yc2c"):
-        ts = pa.array([None if t is None else str(t) for t in col("ts").to_pylist()], pa.string())
-        return {"example_id": _text(col("clip_id")), "media_ids": _one_each(col("media_id")),
-                "subs": _subs(col("subtitles")), "ts": ts, "targets": col("captions")}
-    raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+    answers = col("answers")  # null = unlabelled (test) -> scores null; [] = labelled, no answer in vocab
+    flat = pc.list_flatten(answers)
+    lengths = _lengths(answers)
+    out = {"example_id": col("question_id"), "media_ids": _one_each(col("media_id")), "text": col("question"),
+           "targets": _lists(lengths, flat.field("answer")),
+           "scores": _lists(lengths, flat.field("score"), mask=answers.is_null())}
+    if "raw_answers" in batch.schema.names:
+        out["raw_answers"] = col("raw_answers")
+    return out
+
+
+def _nlvr2_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col, n = batch.column, batch.num_rows
+    both = pa.concat_arrays([col("media_id0"), col("media_id1")])
+    order = np.stack([np.arange(n), np.arange(n) + n], axis=1).reshape(-1)
+    return {"example_id": col("identifier"), "text": col("sentence"),
+            "media_ids": _lists(np.full(n, 2), both.take(pa.array(order))),
+            "targets": _one_each(pc.if_else(col("label"), "true", "false"))}
+
+
+def _caption_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    return {"example_id": col("image_id"), "media_ids": _one_each(col("media_id")),
+            "text": pa.array([""] * batch.num_rows, pa.string()), "targets": col("captions")}
+
+
+def _video_qa_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    idx = col("answer_idx")
+    labels = pa.array([f"a{i}" for i in pc.drop_null(idx).to_pylist()], pa.string())
+    return {"example_id": _text(col("qid")), "media_ids": _one_each(col("media_id")), "text": col("question"),
+            "subs": _subs(col("subtitles")), "ts": col("ts"), "choices": col("choices"),
+            "targets": _lists(idx.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), labels)}
+
+
+def _video_caption_columns(batch: pa.RecordBatch) -> dict[str, pa.Array]:
+    col = batch.column
+    ts = pa.array([None if t is None else str(t) for t in col("ts").to_pylist()], pa.string())
+    return {"example_id": _text(col("clip_id")), "media_ids": _one_each(col("media_id")),
+            "subs": _subs(col("subtitles")), "ts": ts, "targets": col("captions")}
+
+
+# The parsers: one batch of a unified table -> the task table's columns (the ones a task lacks are null), per
+# catalogue ``row`` kind.
+ROW_PARSERS: dict[str, Callable[[pa.RecordBatch], dict[str, pa.Array]]] = {
+    "vqa": _vqa_columns, "nlvr2": _nlvr2_columns, "caption": _caption_columns, "video_qa": _video_qa_columns,
+    "video_caption": _video_caption_columns,
+}
 
 
 def _task_batch(task: str, batch: pa.RecordBatch) -> pa.RecordBatch:
-    columns = _columns(task, batch)
+    columns = ROW_PARSERS[task_spec(task).row](batch)
     arrays = []
     for f in TASK_SCHEMA:
         value = columns.get(f.name)
@@ -160,9 +174,10 @@ def _task_batch(task: str, batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _check_store_shape(task: str, reader: Any, store_path: Path) -> None:
     spec = reader.spec
-    if task in VIDEO_TASKS and not spec.ragged:
+    video = task_spec(task).visual == "video"
+    if video and not spec.ragged:
         raise ValueError(f"{store_path}: task {task!r} needs a ragged (T, F) video store, got shape {spec.shape}")
-    if task not in VIDEO_TASKS and (spec.ragged or len(spec.shape) != 2):
+    if not video and (spec.ragged or len(spec.shape) != 2):
         raise ValueError(f"{store_path}: task {task!r} needs a fixed (N, F) image store, got shape {spec.shape}"
                          f"{' (ragged)' if spec.ragged else ''}")
 
@@ -195,18 +210,17 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
     ``snapshot`` None means the store's latest. Records any of whose media are absent from the snapshot or
     quarantined there are excluded and listed in the report (and counted in the table's metadata).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known: {list(TASKS)}")
+    columns = ROW_COLUMNS[task_spec(task).row]  # a clear error for an unknown task, before anything is read
     table_path, store_path, out_path = Path(table_path), Path(store_path), Path(out_path)
     source = read_table(table_path)
-    lacking = [c for c in REQUIRED_COLUMNS[task] if c not in source.column_names]
+    lacking = [c for c in columns if c not in source.column_names]
     if lacking:
         raise ValueError(f"{table_path}: task {task!r} needs columns {lacking}, which the table lacks "
                          f"(it has {source.column_names})")
     reader = FeatureStore.open_reader(store_path, snapshot)
     _check_store_shape(task, reader, store_path)
     reader.check_segments()  # a corrupt store stops the build here (CorruptionError naming the segment)
-    media_columns = [c for c in REQUIRED_COLUMNS[task] if c.startswith("media_id")]
+    media_columns = [c for c in columns if c.startswith("media_id")]
     usable = pa.array(reader.media_ids, pa.string())
     ok = np.ones(source.num_rows, bool)
     bad_ids: set[str] = set()
@@ -217,10 +231,10 @@ def build_task_table(task: str, split: str, table_path: Path | str, store_path: 
         bad_ids.update(pc.unique(column.filter(pa.array(~good))).to_pylist())
     known = bad_ids & set(reader.all_media_ids) if bad_ids else set()
     quarantined, missing = known, bad_ids - known
-    excluded = _text(source.column(EXAMPLE_ID[task]).filter(pa.array(~ok))).to_pylist()
+    excluded = _text(source.column(columns[0]).filter(pa.array(~ok))).to_pylist()
     kept = source if ok.all() else source.filter(pa.array(ok))
     report = BuildReport(task=task, split=split, out_path=str(out_path), snapshot_id=reader.snapshot_id,
-                         source_sha256=sha256_file(table_path), rows_in=source.num_rows, rows_out=kept.num_rows,
+                         source_sha256=hash_file(table_path), rows_in=source.num_rows, rows_out=kept.num_rows,
                          excluded=len(excluded), excluded_example_ids=excluded, missing_media=sorted(missing),
                          quarantined_media=sorted(quarantined))
     meta = {"task": task, "split": split, "version": TASK_TABLE_VERSION, "snapshot_id": reader.snapshot_id,
@@ -257,27 +271,15 @@ def write_report(report: BuildReport, path: Path | str) -> None:
     write_text_atomic(path, json.dumps(report.as_dict(), indent=2, sort_keys=True))
 
 
-def media_ids_of(tables: Sequence[Path | str],
-                 column_names: Sequence[str] = ("media_id", "media_id0", "media_id1")) -> list[str]:
-    """Every media id referenced by unified tables (to plan which features a build will need)."""
-    ids: set[str] = set()
-    for p in tables:
-        t = read_table(p)
-        for c in column_names:
-            if c in t.column_names:
-                ids.update(t.column(c).to_pylist())
-    return sorted(ids)
-
-
 def build_task(root: Path | str, task: str, split: str, store_path: Path | str, snapshot: str | None = None,
                dataset: str | None = None) -> BuildReport:
     """``build_task_table`` on the standard layout: ``<root>/tables/<dataset>/<split>.arrow`` →
     ``<root>/tasks/<task>/<split>.arrow``, with the report beside it as ``<split>.report.json``.
 
-    ``dataset`` defaults to the task name (every task's unified tables live under its own name).
+    ``dataset`` defaults to the task's catalogue ``dataset``.
     """
     root = Path(root)
-    table = root / "tables" / (dataset or task) / f"{split}.arrow"
+    table = root / "tables" / (dataset or task_spec(task).dataset) / f"{split}.arrow"
     out = root / "tasks" / task / f"{split}.arrow"
     report = build_task_table(task, split, table, store_path, out, snapshot)
     write_report(report, out.with_suffix(".report.json"))

@@ -1,5 +1,6 @@
-"""The extraction engine with real (random-init) CLIP models: quarantine, incremental work, videos,
-and crash-restart bit identity with a killed extraction subprocess."""
+"""The extraction engine with real (random-init) CLIP models of tiny depth (conftest's ``tiny_clip``, also
+registered in the subprocesses): quarantine, incremental work, videos, and crash-restart bit identity with a
+killed extraction subprocess."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from features.engine import extract
 from features.extractors import get_extractor
 from features.store import FeatureStore
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
 
 def _jpeg(path: Path, seed: int, size=(96, 72)) -> None:
@@ -44,7 +45,7 @@ def _mp4(path: Path, frames: int, fps: int = 10) -> None:
 
 
 @pytest.fixture(scope="module")
-def rn101():
+def rn101(tiny_clip):
     return get_extractor("clip-rn101-grid", device="cpu", weights="random")
 
 
@@ -109,26 +110,29 @@ def test_video_features_are_ragged_hero_sampled(tmp_path):
 
 WORKER = textwrap.dedent("""
     import sys, warnings
+    import open_clip
     warnings.simplefilter("ignore")
+    open_clip.add_model_config(sys.argv[3])
     from features.engine import extract
     extract(sys.argv[1], sys.argv[2], extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
             progress=False, flush_rows=2, weights="random")
 """)
 
 
-def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path):
+def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path, tiny_clip):
     media = tmp_path / "media"
     media.mkdir()
-    for k in range(10):
+    n = 24  # enough batches of 2 that the kill lands mid-run even with the tiny model
+    for k in range(n):
         _jpeg(media / f"img{k:02d}.jpg", k)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     crashed, clean = tmp_path / "crashed", tmp_path / "clean"
-    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(media), str(crashed)], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", WORKER, str(media), str(crashed), str(tiny_clip)], env=env)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if len(list(crashed.glob("runs/*/shards/*/seg-*.arrow"))) >= 2:
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     assert proc.poll() is None, "extraction finished before it could be killed; make the test media larger"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -136,7 +140,7 @@ def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path):
     assert staged >= 2 and not list(crashed.glob("snapshots/*"))  # nothing committed, nothing visible
     resumed = extract(media, crashed, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
                       progress=False, flush_rows=2, weights="random")
-    assert resumed.extracted <= 10 - 2 * staged  # the flushed batches were not recomputed
+    assert resumed.extracted <= n - 2 * staged  # the flushed batches were not recomputed
     full = extract(media, clean, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
                    progress=False, flush_rows=2, weights="random")
     assert resumed.content_digest == full.content_digest
@@ -147,14 +151,16 @@ def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path):
 
 SHARD = textwrap.dedent("""
     import pickle, sys, warnings
+    import open_clip
     warnings.simplefilter("ignore")
+    open_clip.add_model_config(sys.argv[3])
     from features.engine import run_extraction_shard
     job = pickle.loads(open(sys.argv[1], "rb").read())
     run_extraction_shard(job, int(sys.argv[2]), 2, device="cpu", workers=0)
 """)
 
 
-def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path):
+def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path, tiny_clip):
     import pickle
 
     from features.engine import commit_extraction, plan_extraction
@@ -166,7 +172,7 @@ def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path):
     job = plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu", weights="random")
     (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k)], env=env)
+    procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k), str(tiny_clip)], env=env)
              for k in range(2)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     snapshot = commit_extraction(job)

@@ -1,11 +1,14 @@
 """features.extractors + features.weights: parity with open_clip's own outputs, preprocessing, weights resolution.
 
-Models are random-init (`weights="random"`, no network here); each architecture is built once per module.
+Models are random-init (``weights="random"``, no network here) and tiny (conftest's ``tiny_clip``: one block per
+stage, the real widths, so every shape is the paper's); each is built once per module. The real architectures'
+shapes are checked in test_clip_architectures.py.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -35,6 +38,8 @@ from features.extractors import (
 from features.weights import RandomWeightsWarning, WeightsIdentity, find_cached_pretrained, load_clip
 from vlpet.hub import WeightsUnavailableError
 
+pytestmark = pytest.mark.usefixtures("tiny_clip")
+
 
 @pytest.fixture(autouse=True)
 def _quiet_random_weights():
@@ -57,7 +62,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> None:
 
 
 @pytest.fixture(scope="module")
-def rn101():
+def rn101(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         ext = ClipRN101Grid(weights="random", device="cpu", pooled=True)
@@ -66,7 +71,7 @@ def rn101():
 
 
 @pytest.fixture(scope="module")
-def vit_b32():
+def vit_b32(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         ext = ClipViTB32Grid(weights="random", device="cpu", pooled=True)
@@ -86,7 +91,7 @@ def rn101_file(rn101, tmp_path_factory):
     path = tmp_path_factory.mktemp("weights") / "rn101.safetensors"
     save_file({k: v.contiguous() for k, v in rn101.model.state_dict().items()}, str(path))
     yield path
-    path.unlink(missing_ok=True)  # 458 MB: do not leave it on the CI host's disk
+    path.unlink(missing_ok=True)  # do not leave weights on the CI host's disk
 
 
 # ----------------------------------------------------------------------------------------------------- registry
@@ -108,6 +113,18 @@ def test_registry_and_specs():
     assert get_extractor("clip-vit-b32-grid").channels_last is False
     with pytest.raises(KeyError):
         get_extractor("clip-rn50-grid")
+
+
+def test_output_descriptions_are_not_spec_parameters(monkeypatch):
+    """Store specs (and so store digests) hold parameters only: rewording an output's prose changes nothing."""
+    ext = get_extractor("clip-vit-b32-grid", device="cpu")
+    before = ext.spec_params()
+    assert ext.outputs["cls"].description and "description" not in json.dumps(before)
+    reworded = {k: dataclasses.replace(v, description="reworded") for k, v in ext.outputs.items()}
+    monkeypatch.setattr(type(ext), "outputs", property(lambda self: reworded))
+    assert ext.spec_params() == before
+    assert ext.spec_params()["outputs"] == {"features": {"shape": [49, 768], "dtype": "float16"},
+                                            "cls": {"shape": [768], "dtype": "float16"}}
 
 
 # ------------------------------------------------------------------------------------------------ preprocessing

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.hub_server import CLIP_FILE, COMMIT, OPENAI_REPOS, HubServer, tiny_clip, use_hub
+from tests.hub_server import CLIP_FILE, COMMIT, OPENAI_REPOS, HubServer, tiny_clip_checkpoints, use_hub
 
 REPO, FILE = OPENAI_REPOS["ViT-B-32"], CLIP_FILE
 
@@ -26,7 +26,7 @@ REPO, FILE = OPENAI_REPOS["ViT-B-32"], CLIP_FILE
 def tiny_checkpoint():
     """(bytes of a safetensors checkpoint of the shrunk ViT-B-32, its sha256); open_clip's configs are patched
     for the whole module."""
-    with pytest.MonkeyPatch.context() as mp, tiny_clip(mp) as files:
+    with pytest.MonkeyPatch.context() as mp, tiny_clip_checkpoints(mp) as files:
         data = files["ViT-B-32"]
         yield data, hashlib.sha256(data).hexdigest()
 

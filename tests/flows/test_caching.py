@@ -14,8 +14,9 @@ from PIL import Image
 
 from flows.caching import FileHasher, StageCache, code_version, content_key, run_cached, tree_digest
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EXTRACTOR = "clip-vit-b32-grid"  # the fastest grid extractor on a CPU (--weights random: no files here)
+# CLIP models of tiny depth and real shapes (conftest)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
 
 def test_content_key_depends_on_stage_params_and_inputs():

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from tests.hub_server import CLIP_FILE, COMMIT, OPENAI_REPOS, HubServer, tiny_clip, use_hub
+from tests.hub_server import CLIP_FILE, COMMIT, OPENAI_REPOS, HubServer, tiny_clip_checkpoints, use_hub
 
 
 @pytest.mark.slow
@@ -24,7 +24,7 @@ def test_official_demo_downloads_and_reports_its_weights(tmp_path, monkeypatch, 
     BartForConditionalGeneration(architecture_config("tiny-bart", vocab_size=len(tokenizers["bart"]))
                                  ).save_pretrained(bart)
     tokenizers["bart"].save_pretrained(bart)
-    with tiny_clip(monkeypatch) as clip, HubServer() as hub:
+    with tiny_clip_checkpoints(monkeypatch) as clip, HubServer() as hub:
         for arch, data in clip.items():
             hub.add_file(OPENAI_REPOS[arch], CLIP_FILE, data)
         hub.add_repo("facebook/bart-base", {p.name: p.read_bytes() for p in bart.iterdir() if p.is_file()})

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 EXTRACTOR = "clip-vit-b32-grid"
+# CLIP models of tiny depth and real shapes (conftest)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,9 @@ def test_extract_flow_caches_and_publishes_lineage(tmp_path, prefect_ephemeral):
     assert not (Path(os.environ["PREFECT_HOME"]) / "storage").exists()  # no results persisted under PREFECT_HOME
 
 
-def test_dask_local_cluster_snapshot_equals_single_process(tmp_path, prefect_ephemeral):
+def test_dask_local_cluster_snapshot_equals_single_process(tmp_path, prefect_ephemeral, tiny_clip_pythonpath,
+                                                          monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", tiny_clip_pythonpath)  # the Dask workers build the same tiny models
     from features.engine import extract
     from features.store import FeatureStore
     from flows.prefect_flows import extract_features_flow

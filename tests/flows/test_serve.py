@@ -57,7 +57,7 @@ def _get(url: str) -> httpx.Response | None:
 
 
 @pytest.mark.slow
-def test_served_extract_features_deployment_runs_to_completion(tmp_path):
+def test_served_extract_features_deployment_runs_to_completion(tmp_path, tiny_clip_pythonpath):
     media = tmp_path / "media"
     media.mkdir()
     for k in range(3):
@@ -69,7 +69,9 @@ def test_served_extract_features_deployment_runs_to_completion(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="90", HF_HUB_OFFLINE="1")
-    client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    # PYTHONPATH: the flow run's CLIP model is the tiny config (conftest)
+    client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                  "PYTHONPATH": tiny_clip_pythonpath}
     server_log, serve_log = tmp_path / "server.log", tmp_path / "serve.log"
     procs: list[subprocess.Popen] = []
     t0 = time.monotonic()

@@ -11,13 +11,11 @@ import pytest
 import pipelines.prepare as prepare_mod
 from pipelines.prepare import COMPLETE, IncompleteTableSetError, check_table_set, prepare_dataset, tables_dir
 from pipelines.tables import read_table
-from tests.pipelines.test_tasks_support import prepared_root, shared_build
 
 
 @pytest.fixture(scope="module")
-def gqa_raw() -> Path:
-    base, _ = shared_build()
-    return prepared_root(base) / "raw" / "gqa"
+def gqa_raw(task_tables) -> Path:
+    return task_tables.root / "raw" / "gqa"
 
 
 def _copy(raw: Path, root: Path) -> Path:

@@ -5,34 +5,33 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from features.media import hash_file
 from features.store import FeatureStore
 from pipelines.tables import read_table
-from pipelines.tables.hashing import sha256_file
 from pipelines.tasks import TaskDataset, build_task, build_task_table, open_task_table, task_table_metadata
-from tests.pipelines.test_tasks_support import TASK_SPLITS, make_store, prepared_root, shared_build
 
 
 @pytest.fixture(scope="module")
-def built():
-    return shared_build()
+def built(task_tables):
+    return task_tables
 
 
 def test_every_task_builds_with_provenance(built):
-    base, paths = built
-    root = prepared_root(base)
-    for task, (dataset, split) in TASK_SPLITS.items():
+    base, paths = built.base, built.paths
+    root = built.root
+    for task, (dataset, split) in built.splits.items():
         table = open_task_table(paths[task])
         meta = task_table_metadata(table.schema)
         source = root / "tables" / dataset / f"{split}.arrow"
         assert meta["task"] == task and meta["split"] == split
-        assert meta["source_sha256"] == sha256_file(source)
+        assert meta["source_sha256"] == hash_file(source)
         assert meta["snapshot_id"] == FeatureStore.open_reader(base / "stores" / dataset).snapshot_id
         assert table.num_rows == read_table(source).num_rows and meta["excluded"] == "0", task
         assert all(len(m) == (2 if task == "nlvr2" else 1) for m in table.column("media_ids").to_pylist())
 
 
 def test_real_rows_give_the_spec_text(built):
-    _, paths = built
+    paths = built.paths
     tvqa = TaskDataset(paths["tvqa"])[0]
     from vlpet.batch import format_input, task_format
 
@@ -54,7 +53,7 @@ def test_real_rows_give_the_spec_text(built):
 
 
 def test_captions_expand_in_training_and_keep_all_references_in_eval(built):
-    _, paths = built
+    paths = built.paths
     for task in ("coco", "tvc", "yc2c"):
         table = open_task_table(paths[task])
         n_caps = sum(len(c) for c in table.column("targets").to_pylist())
@@ -66,7 +65,7 @@ def test_captions_expand_in_training_and_keep_all_references_in_eval(built):
 
 
 def test_video_features_are_views_of_the_store(built):
-    base, paths = built
+    base, paths = built.base, built.paths
     d = TaskDataset(paths["how2qa"])
     ex = d[0]
     media = open_task_table(paths["how2qa"]).column("media_ids")[0].as_py()[0]
@@ -75,13 +74,12 @@ def test_video_features_are_views_of_the_store(built):
 
 
 def test_missing_and_quarantined_media_are_reported_and_excluded(built, tmp_path):
-    base, _ = built
-    root = prepared_root(base)
+    root = built.root
     table = read_table(root / "tables" / "vqa" / "karpathy_train.arrow")
     media = sorted(set(table.column("media_id").to_pylist()))
     absent, bad = media[0], media[1]
     store = tmp_path / "store"
-    make_store(store, root / "tables" / "vqa" / "media.arrow", False, absent={absent}, quarantined={bad})
+    built.make_store(store, root / "tables" / "vqa" / "media.arrow", False, absent={absent}, quarantined={bad})
     report = build_task_table("vqa", "karpathy_train", root / "tables" / "vqa" / "karpathy_train.arrow", store,
                               tmp_path / "vqa.arrow")
     rows = table.to_pylist()
@@ -97,15 +95,15 @@ def test_missing_and_quarantined_media_are_reported_and_excluded(built, tmp_path
 def test_task_table_opens_with_hf_datasets(built):
     from datasets import Dataset
 
-    _, paths = built
+    paths = built.paths
     for task in ("vqa", "tvqa"):
         ds = Dataset.from_file(str(paths[task]))
         assert len(ds) == open_task_table(paths[task]).num_rows and "media_ids" in ds.column_names
 
 
 def test_clear_errors(built, tmp_path):
-    base, paths = built
-    root = prepared_root(base)
+    base, paths = built.base, built.paths
+    root = built.root
     with pytest.raises(ValueError, match="needs a ragged"):
         build_task_table("tvqa", "train", root / "tables" / "tvqa" / "train.arrow", base / "stores" / "vqa",
                          tmp_path / "x.arrow")
@@ -126,8 +124,8 @@ def test_clear_errors(built, tmp_path):
 def test_build_task_on_the_standard_layout(built):
     import json
 
-    base, _ = built
-    root = prepared_root(base)
+    base = built.base
+    root = built.root
     report = build_task(root, "gqa", "valid", base / "stores" / "gqa")
     out = root / "tasks" / "gqa" / "valid.arrow"
     assert open_task_table(out).num_rows == report.rows_out == report.rows_in > 0
@@ -139,8 +137,8 @@ def test_vqa_unlabelled_and_empty_soft_labels(built, tmp_path):
     """null answers (test split) → no target; [] (no answer in the vocabulary) → "" with loss weight 0."""
     from pipelines.tables.arrow_io import write_table
 
-    base, _ = built
-    root = prepared_root(base)
+    base = built.base
+    root = built.root
     table = read_table(root / "tables" / "vqa" / "karpathy_train.arrow").slice(0, 3)
     answers = table.column("answers").to_pylist()
     table = table.set_column(table.schema.get_field_index("answers"), table.schema.field("answers"),

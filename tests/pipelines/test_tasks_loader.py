@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from pipelines.tasks import MultiTaskBatchSampler, TaskDataset, multitask_loader, open_task_table
-from tests.pipelines.test_tasks_support import shared_build, tiny_tokenizer
 from vlpet.batch import task_batch_sizes
 
 SIZES = {"vqa": 1000, "gqa": 1700, "nlvr2": 230, "coco": 530}
@@ -71,8 +71,8 @@ def test_bad_arguments_fail_clearly():
         MultiTaskBatchSampler(SIZES, BS, rank=2, world_size=2)
 
 
-def test_vqa_soft_labels_resampled_per_epoch_deterministically():
-    _, paths = shared_build()
+def test_vqa_soft_labels_resampled_per_epoch_deterministically(task_tables):
+    paths = task_tables.paths
     d = TaskDataset(paths["vqa"])
     multi = [i for i in range(len(d)) if len(d.example(i)["references"]) > 1]
     assert multi, "the synthetic VQA split should have soft labels with several answers"
@@ -91,9 +91,9 @@ def _run_loader(paths, tok, workers, epoch):
     return [(b.task, b.example_ids, b.input_ids, b.labels, b.vis_feats, b.loss_weights) for b in loader]
 
 
-def test_dataloader_workers_give_the_same_batches():
-    _, paths = shared_build()
-    tok = tiny_tokenizer()
+def test_dataloader_workers_give_the_same_batches(task_tables, task_tokenizer):
+    paths = task_tables.paths
+    tok = task_tokenizer
     serial = _run_loader(paths, tok, 0, epoch=1)
     parallel = _run_loader(paths, tok, 2, epoch=1)
     assert len(serial) == len(parallel) > 0
@@ -107,10 +107,10 @@ def test_dataloader_workers_give_the_same_batches():
     assert counts == {t: math.ceil(n / task_batch_sizes(6, [t])[t]) for t, n in sizes.items()}
 
 
-def test_dataset_pickles_without_open_maps_for_spawned_workers():
+def test_dataset_pickles_without_open_maps_for_spawned_workers(task_tables):
     import pickle
 
-    _, paths = shared_build()
+    paths = task_tables.paths
     d = TaskDataset(paths["nlvr2"])
     first = d[0]
     state = d.__getstate__()
@@ -118,3 +118,75 @@ def test_dataset_pickles_without_open_maps_for_spawned_workers():
     clone = pickle.loads(pickle.dumps(d))
     again = clone[0]
     assert again["example_id"] == first["example_id"] and (again["vis"] == first["vis"]).all()
+
+
+def test_batched_examples_match_the_table_and_the_store_in_request_order():
+    from features.store import FeatureStore
+    from vlpet.batch import stack_features
+
+    _, paths = shared_build()
+    for task, path in paths.items():
+        d = TaskDataset(path, seed=2)
+        reader = FeatureStore.open_reader(d.store_path, d.snapshot_id)
+        ids, media = d.column("example_id"), d.column("media_ids")
+        idx = [len(d) - 1, 0, len(d) // 2, 1, len(d) - 1]  # out of order, with a repeat
+        batch = d.examples(idx, epoch=3)
+        for i, ex in zip(idx, batch, strict=True):
+            row = d.row_of(i)
+            assert ex["example_id"] == ids[row], task
+            want = reader.get(media[row][0]) if len(media[row]) == 1 else np.stack([reader.get(m) for m in media[row]])
+            assert np.array_equal(np.asarray(ex["vis"]), want), task
+            single = d.example(i, 3)
+            assert single["target"] == ex["target"] and single.get("weight") == ex.get("weight"), task
+        if not reader.spec.ragged:  # fixed shapes: one gathered batch array, handed on without another copy
+            feats = stack_features([ex["vis"] for ex in batch])
+            assert feats.data_ptr() == np.asarray(batch[0]["vis"]).ctypes.data and feats.shape[0] == len(idx)
+    with pytest.raises(IndexError, match="out of range"):
+        TaskDataset(paths["vqa"]).examples([0, 10**6])
+
+
+class _SharedFlag:
+    """collate_fn run inside a worker: the collated batch and whether its features already live in shared memory."""
+
+    def __init__(self, tok):
+        from pipelines.tasks import MultiTaskCollator
+
+        self.collate = MultiTaskCollator(tok)
+
+    def __call__(self, examples):
+        from vlpet import batch as vb
+
+        batch = self.collate(examples)
+        return batch, batch.vis_feats.is_shared(), len(vb._RING)
+
+
+def test_worker_batches_come_through_a_reused_shared_memory_ring():
+    from pipelines.tasks import MultiTaskDataset
+
+    _, paths = shared_build()
+    data = MultiTaskDataset({t: TaskDataset(p) for t, p in paths.items()})
+    sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(tiny_tokenizer()),
+                                         num_workers=2)
+    got = [(b, flag, slots) for b, flag, slots in loader]
+    assert len(got) > 10 and all(flag for _, flag, _ in got)  # written into shared memory by the worker
+    # ...into a few slots that it reuses once the main process has read them: each of the 2 workers made
+    # len(got) / 2 batches but holds fewer slots than that
+    assert 2 * max(slots for _, _, slots in got) < len(got)
+    serial = [b for b, _, _ in torch.utils.data.DataLoader(data, batch_sampler=sampler,
+                                                           collate_fn=_SharedFlag(tiny_tokenizer()))]
+    assert all(torch.equal(a.vis_feats, b.vis_feats) and a.example_ids == b.example_ids
+               for a, b in zip(serial, [b for b, _, _ in got], strict=True))
+    assert not any(b.vis_feats.is_shared() for b, _, _ in got)  # the consumer holds copies, never ring slots
+
+
+def test_sampler_announces_each_batch_ahead_once_and_in_order():
+    seen = []
+    s = MultiTaskBatchSampler(SIZES, BS, seed=2, epoch=1, lookahead=lambda t, idx, e: seen.append((t, list(idx), e)),
+                              lookahead_depth=2)
+    it = iter(s)
+    first = next(it)
+    assert len(seen) == 3  # the first two batches, then the one two steps ahead of the first
+    yielded = [first, *it]
+    assert [(b[0][0], [i for _, i, _ in b], 1) for b in yielded] == seen  # every batch announced exactly once
+    assert _batches(seed=2, epoch=1) == [(b[0][0], [i for _, i, _ in b]) for b in yielded]  # same batches

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from vlpet.batch import VLBatch
+from vlpet.catalog import CATALOG
 
 __all__ = [
     "DEFAULT_MAX_LENGTH",
@@ -32,18 +33,11 @@ __all__ = [
 
 DEFAULT_MAX_LENGTH = 20  # transformers' default max_length when neither call nor config sets one
 
-# Per-task kwargs for ``model.generate``; an empty dict means "backbone generation_config defaults".
-GENERATION: dict[str, dict[str, Any]] = {
-    "vqa": {"num_beams": 1, "max_length": 20},
-    "gqa": {"num_beams": 1, "max_length": 20},
-    "coco": {"num_beams": 5, "max_length": 40},
-    "tvc": {"num_beams": 5, "max_length": 20},
-    "yc2c": {"num_beams": 5, "max_length": 20},
-    "tvqa": {},
-    "how2qa": {},
-}
-# Tasks answered by comparing logits rather than by generation.
-LOGIT_TASKS: frozenset[str] = frozenset({"nlvr2"})
+# Per-task kwargs for ``model.generate`` (the catalogue's ``generation``); an empty dict means "backbone
+# generation_config defaults". Tasks without them are answered by comparing logits.
+GENERATION: dict[str, dict[str, Any]] = {name: dict(spec.generation) for name, spec in CATALOG.items()
+                                         if spec.generation is not None}
+LOGIT_TASKS: frozenset[str] = frozenset(name for name, spec in CATALOG.items() if spec.answered_from_logits)
 
 
 def generation_kwargs(model: Any, task: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

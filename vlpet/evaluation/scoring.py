@@ -11,24 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vlpet.catalog import CATALOG, task_spec
 from vlpet.evaluation.generation import choice_index
 from vlpet.metrics import caption_scores, gqa_accuracy, nlvr2_accuracy, nlvr2_consistency, tvqa_accuracy, vqa_accuracy
 
 __all__ = ["TASK_METRIC", "EvalExample", "majority_baseline", "majority_prediction", "prediction_spread", "score_task"]
 
-TASK_METRIC: dict[str, str] = {
-    "vqa": "vqa_accuracy",
-    "gqa": "accuracy",
-    "nlvr2": "accuracy",
-    "coco": "CIDEr",
-    "tvqa": "accuracy",
-    "how2qa": "accuracy",
-    "tvc": "CIDEr",
-    "yc2c": "CIDEr",
-}
-CAPTION_TASKS = frozenset({"coco", "tvc", "yc2c"})
+# The reported score's name per task, from the catalogue (kept under its old name).
+TASK_METRIC: dict[str, str] = {name: spec.metric for name, spec in CATALOG.items()}
 SplitRole = Literal["val", "test"]
-VIDEO_QA_TASKS = frozenset({"tvqa", "how2qa"})
 
 
 @dataclass
@@ -44,11 +35,6 @@ class EvalExample:
     targets: list[str]
     scores: list[float] | None = None
     raw_answers: list[str] | None = None
-
-
-def _check_task(task: str) -> None:
-    if task not in TASK_METRIC:
-        raise ValueError(f"unknown task {task!r}; known: {sorted(TASK_METRIC)}")
 
 
 def _label_dict(task: str, ex: EvalExample) -> dict[str, float]:
@@ -132,7 +118,7 @@ def score_task(task: str, predictions: Mapping[str, str], examples: Sequence[Eva
     and ``video_qa_rule``. When nothing is labelled,
     ``score`` is None and ``reason`` says why.
     """
-    _check_task(task)
+    spec = task_spec(task)
     seen: set[str] = set()
     for ex in examples:
         if ex.example_id in seen:
@@ -142,19 +128,19 @@ def score_task(task: str, predictions: Mapping[str, str], examples: Sequence[Eva
     if missing:
         raise ValueError(f"task {task}: {len(missing)} examples have no prediction, e.g. {missing[:5]}")
     labelled = [ex for ex in examples if ex.targets]
-    result: dict[str, Any] = {"task": task, "metric": TASK_METRIC[task], "score": None, "n": len(labelled),
+    result: dict[str, Any] = {"task": task, "metric": spec.metric, "score": None, "n": len(labelled),
                               "unlabelled": len(examples) - len(labelled)}
     if not labelled:
         result["reason"] = (f"no labelled examples among {len(examples)}" if examples else "no examples")
         return result
     preds = {ex.example_id: predictions[ex.example_id] for ex in labelled}
-    if task == "vqa":
+    if spec.scorer == "vqa":
         result.update(_score_vqa(preds, labelled))
-    elif task == "gqa":
+    elif spec.scorer == "gqa":
         result["score"] = gqa_accuracy(preds, {ex.example_id: _label_dict(task, ex) for ex in labelled})
-    elif task == "nlvr2":
+    elif spec.scorer == "nlvr2":
         result.update(_score_nlvr2(preds, labelled))
-    elif task in VIDEO_QA_TASKS:
+    elif spec.scorer == "video_qa":
         result.update(_score_video_qa(task, preds, labelled, role))
     else:
         result.update(_score_captions(preds, labelled))
@@ -172,19 +158,20 @@ def _top_target(task: str, ex: EvalExample) -> str:
 
 
 def majority_prediction(task: str, train_examples: Sequence[EvalExample]) -> str:
-    """The most frequent training answer: VQA/GQA the top target of each example, NLVR2 the label, video QA the
-    target, captions the most frequent reference after lower-casing/stripping. Ties go to the lexicographically
-    smallest answer, so the baseline is deterministic."""
-    _check_task(task)
+    """The most frequent training answer, counted as the task's ``majority`` rule says: ``top_answer`` (VQA/GQA)
+    the top target of each example, ``label`` (NLVR2) the label, ``answer`` (video QA) the target, ``caption``
+    the most frequent reference after lower-casing/stripping. Ties go to the lexicographically smallest answer,
+    so the baseline is deterministic."""
+    rule = task_spec(task).majority
     counts: Counter[str] = Counter()
     for ex in train_examples:
         if not ex.targets:
             continue
-        if task in CAPTION_TASKS:
+        if rule == "caption":
             counts.update(t.strip().lower() for t in ex.targets)
-        elif task in ("vqa", "gqa"):
+        elif rule == "top_answer":
             counts[_top_target(task, ex)] += 1
-        elif task == "nlvr2":
+        elif rule == "label":
             counts[_nlvr2_label(ex)] += 1
         else:
             counts[ex.targets[0].strip()] += 1

@@ -1,6 +1,7 @@
 """The VL-PET trainer: configs and paper presets, the official optimizer/schedule, the multi-task loop with
 exact resume, and ``torchrun`` support. Data-source agnostic (see ``BatchSource``)."""
 
+from vlpet.device import resolve_device
 from vlpet.train.config import (
     IMAGE_TASKS,
     PRESETS,
@@ -12,7 +13,7 @@ from vlpet.train.config import (
     TrainConfig,
     preset,
 )
-from vlpet.train.distributed import DistInfo, dist_from_env, resolve_device
+from vlpet.train.distributed import DistInfo, dist_from_env
 from vlpet.train.loop import BatchSource, ListBatchSource, Trainer, TrainResult, config_digest, read_losses
 from vlpet.train.optim import build_optimizer, build_scheduler, no_decay_names, parameter_groups
 

@@ -14,24 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vlpet.batch import TASK_FORMATS
+from vlpet.catalog import CATALOG, task_spec, tasks_in
 from vlpet.config import known_methods
 
-IMAGE_TASKS = ("vqa", "gqa", "nlvr2", "coco")
-VIDEO_TASKS = ("tvqa", "how2qa", "tvc", "yc2c")
-# The paper's splits by their names in the prepared tables (docs/data.md §1, docs/method.md §5-6).
-TRAIN_SPLITS: dict[str, list[str]] = {
-    "vqa": ["karpathy_train"], "gqa": ["train", "valid"], "nlvr2": ["train"], "coco": ["train"],
-    "tvqa": ["train"], "how2qa": ["train_release"], "tvc": ["train_release"], "yc2c": ["train_release"],
-}
-VAL_SPLITS: dict[str, str] = {
-    "vqa": "karpathy_val", "gqa": "testdev", "nlvr2": "dev", "coco": "val",
-    "tvqa": "val", "how2qa": "val_release", "tvc": "val_release", "yc2c": "val_release",
-}
-TEST_SPLITS: dict[str, str] = {
-    "vqa": "karpathy_test", "gqa": "testdev", "nlvr2": "test1", "coco": "test",
-    "tvqa": "test_public", "how2qa": "test_public_release", "tvc": "test_release", "yc2c": "test_release",
-}
+# Preset membership and the paper's splits (docs/data.md §1, docs/method.md §5-6) come from the task catalogue.
+IMAGE_TASKS = tasks_in("image")
+VIDEO_TASKS = tasks_in("video")
+TRAIN_SPLITS: dict[str, list[str]] = {name: list(spec.train_splits) for name, spec in CATALOG.items()}
+VAL_SPLITS: dict[str, str] = {name: spec.val_split for name, spec in CATALOG.items()}
+TEST_SPLITS: dict[str, str] = {name: spec.test_split for name, spec in CATALOG.items()}
 
 
 class PretrainConfig(BaseModel):
@@ -99,10 +90,10 @@ class TrainConfig(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        unknown = [t for t in tasks if t not in TASK_FORMATS]
+        unknown = [t for t in tasks if t not in CATALOG]
         if unknown or not tasks:
-            raise ValueError(f"unknown tasks {unknown} (known: {sorted(TASK_FORMATS)})" if unknown else "no tasks")
-        kinds = {t in VIDEO_TASKS for t in tasks}
+            raise ValueError(f"unknown tasks {unknown} (known: {sorted(CATALOG)})" if unknown else "no tasks")
+        kinds = {task_spec(t).group for t in tasks}
         if len(kinds) > 1:
             raise ValueError(f"tasks {tasks} mix image and video tasks; the paper trains them as separate runs "
                              "(their features differ: 2048-d grids vs 512-d frames)")
@@ -116,7 +107,7 @@ class TrainConfig(BaseModel):
         return method
 
     def is_video(self) -> bool:
-        return self.tasks[0] in VIDEO_TASKS
+        return task_spec(self.tasks[0]).group == "video"
 
 
 def _paper(granularity: str, backbone: str, kind: str) -> TrainConfig:

@@ -1,5 +1,6 @@
 """``torchrun`` support: read the launcher's environment, start the process group, pick the device.
 
+The device rule itself is ``vlpet.device.resolve_device`` (pass ``DistInfo.local_rank``).
 Single-process runs never touch ``torch.distributed``. Under ``torchrun --nproc_per_node N`` every rank
 builds the same model (same seed), wraps it in DistributedDataParallel, reads its own shard of each epoch's
 batch list (the loader shards by rank), and only rank 0 writes logs and checkpoints.
@@ -36,20 +37,6 @@ def dist_from_env() -> DistInfo:
                         int(os.environ.get("LOCAL_RANK", 0)))
     except ValueError as e:
         raise ValueError(f"torchrun environment is malformed (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from None
-
-
-def resolve_device(device: str, info: DistInfo) -> torch.device:
-    """``auto`` → this rank's GPU when there is one, else the CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but no GPU is visible to torch")
-        if dev.index is None:
-            dev = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(dev)
-    return dev
 
 
 def init_process_group(info: DistInfo, device: torch.device) -> None:

@@ -1,0 +1,63 @@
+"""Feature store reads: cold rows are prefetched (only those not in memory), batch gathers keep request order."""
+# ruff: noqa: I001  (the support import must come first: it makes `features` the project package)
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from .test_store_support import IMAGE_SPEC, VIDEO_SPEC, extract, fake_features, write_media
+
+from features.store import FeatureStore, QuarantinedError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="page-cache residency is Linux's")
+
+
+def _evict(root):
+    for p in (root / "segments").glob("*.arrow"):
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # dirty pages are not dropped: write them out first
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+@pytest.mark.parametrize("spec", [IMAGE_SPEC, VIDEO_SPEC], ids=["fixed", "ragged"])
+def test_prefetch_asks_only_for_rows_not_in_memory(tmp_path, spec):
+    ext = ".mp4" if spec.ragged else ".jpg"
+    write_media(tmp_path / "m", [f"s{i:02d}" for i in range(12)], ext=ext)
+    extract(tmp_path / "s", tmp_path / "m", spec, flush_rows=5)
+    reader = FeatureStore.open_reader(tmp_path / "s")
+    ids = reader.media_ids[::2]
+    for m in reader.media_ids:  # map (and verify: a whole-file read, once per process) every segment first
+        reader.get(m)
+    reader.close()
+    gc.collect()
+    _evict(tmp_path / "s")  # nothing of ours is mapped any more, so the pages really leave the cache
+    assert reader.prefetch(ids) == len(ids)
+    got = [reader.get(m) for m in ids]  # waits for those reads
+    for m, arr in zip(ids, got, strict=True):
+        assert np.array_equal(arr, fake_features((tmp_path / "m" / f"{m}{ext}").read_bytes(), spec))
+    assert reader.prefetch(ids) == 0  # now resident: no new reads, only a residency check
+    assert reader.prefetch(["no-such-id"]) == 0
+
+
+def test_get_many_gathers_across_segments_in_request_order(tmp_path):
+    names = [f"img{i:02d}" for i in range(13)] + ["bad01"]
+    write_media(tmp_path / "m", names)
+    extract(tmp_path / "s", tmp_path / "m", flush_rows=4)  # 4 segments
+    reader = FeatureStore.open_reader(tmp_path / "s")
+    order = ["img12", "img00", "img07", "img12", "img03", "img09"]  # across segments, out of order, a repeat
+    out = np.full((len(order), *IMAGE_SPEC.shape), 7, dtype=np.float16)
+    assert reader.get_many(order, out=out) is out
+    for m, row in zip(order, out, strict=True):
+        assert np.array_equal(row, fake_features((tmp_path / "m" / f"{m}.jpg").read_bytes(), IMAGE_SPEC))
+    with pytest.raises(QuarantinedError, match="bad01"):
+        reader.get_many(["img01", "bad01"])
+    with pytest.raises(KeyError, match="nope"):
+        reader.get_many(["img01", "nope"])
