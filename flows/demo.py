@@ -58,32 +58,59 @@ def _synthesize(root: Path, mirror: Path, scale: str, seed: int) -> dict[str, An
 
 
 def demo_overrides(scale: str, backbone: str | None = None,
-                   train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                   train_overrides: dict[str, Any] | None = None, weights: str = "official") -> dict[str, Any]:
     """The training overrides of both presets: ``train_overrides`` (default: the tiny scale's few steps), and
     with ``backbone`` a pretrained BART/T5 in place of the denoised random tiny-bart (no pre-training then).
 
-    ``backbone`` must have weights on disk (a local directory, or ``bart-base``/``t5-base`` in the local
-    Hugging Face cache): a random ``bart-base`` would only be a slower tiny-bart, so it is refused up front."""
-    from vlpet.backbones import pretrained_available
+    ``backbone`` must have pretrained weights: a local directory, or ``bart-base``/``t5-base`` with
+    ``weights="official"`` (their public checkpoints are fetched here, downloaded on first use, so weights that
+    cannot be had stop the demo before anything is written). A random ``bart-base`` would only be a slower
+    tiny-bart, so it is refused up front."""
+    from vlpet.backbones import fetch_backbone, has_official_weights
 
     overrides = dict(train_overrides if train_overrides is not None else (TINY_OVERRIDES if scale == "tiny" else {}))
     if backbone is not None:
-        if not pretrained_available(backbone):
-            raise ValueError(f"--backbone {backbone!r}: no pretrained weights on this machine (neither a local "
-                             "directory with config.json nor a Hugging Face cache entry); without them the demo "
-                             "uses its default, tiny-bart denoised on the synthetic text")
         local = Path(backbone).expanduser()
+        if not local.is_dir() and not (weights == "official" and has_official_weights(backbone)):
+            raise ValueError(f"--backbone {backbone!r}: no pretrained weights with --weights {weights} (a local "
+                             "directory with config.json, or bart-base / t5-base with --weights official); without "
+                             "them the demo uses its default, tiny-bart denoised on the synthetic text")
+        if not local.is_dir():
+            fetch_backbone(backbone)
         # A directory is recorded absolute, so the run's config still names it from another working directory.
-        overrides.update(backbone=str(local.resolve()) if local.is_dir() else backbone, pretrain=None)
+        overrides.update(backbone=str(local.resolve()) if local.is_dir() else backbone, pretrain=None,
+                         weights="official")
     return overrides
+
+
+def demo_backbone(backbone: str | None, weights: str) -> str | None:
+    """The backbone of the demo: the one asked for, else ``bart-base`` with official weights, else None (the
+    presets' tiny-bart, random init denoised on the synthetic text)."""
+    return backbone if backbone is not None or weights == "random" else "bart-base"
+
+
+def ensure_clip_weights(weights: str) -> dict[str, str]:
+    """The weights key of each demo extractor; official weights are fetched here (downloaded on first use), so
+    weights that cannot be had stop the demo before anything is written."""
+    from features.extractors import get_extractor
+    from features.weights import expected_key
+
+    keys = {}
+    for kind, name in EXTRACTORS.items():
+        ex = get_extractor(name, device="cpu", weights=weights)
+        keys[kind] = expected_key(ex.model_name, None, quick_gelu=ex.quick_gelu, weights=weights) or ""
+    return keys
 
 
 def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", seed: int = 0, device: str = "auto",
                    train_overrides: dict[str, Any] | None = None, backbone: str | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, weights: str = "official") -> dict[str, Any]:
     """Run every stage (cached) and write ``report.json`` / ``report.md`` under ``workdir``.
 
-    ``backbone``: a pretrained BART/T5 for both presets (see ``demo_overrides``); checked before any work."""
+    ``weights``: ``official`` (OpenAI's CLIP and, unless ``backbone`` says otherwise, a pretrained ``bart-base``,
+    downloaded into the Hugging Face cache on first use) or ``random`` (random CLIP, and the presets' tiny-bart
+    denoised on the synthetic text: offline and fast). ``backbone``: a pretrained BART/T5 for both presets (see
+    ``demo_overrides``). Weights are checked, and fetched, before any work."""
     from flows.caching import write_json_atomic
     from flows.lineage import LineageStore
     from flows.model_flows import run_evaluate, run_train
@@ -98,7 +125,12 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
     mirror = workdir / "mirror"
     timings: dict[str, float] = {}
     hits: dict[str, list[bool]] = {}
-    overrides = demo_overrides(scale, backbone, train_overrides)
+    from vlpet.hub import check_weights
+
+    check_weights(weights)
+    backbone = demo_backbone(backbone, weights)
+    overrides = demo_overrides(scale, backbone, train_overrides, weights)
+    clip_keys = ensure_clip_weights(weights)
 
     synth = _timed(timings, "synthesize", lambda: _synthesize(root, mirror, scale, seed))
     hits["synthesize"] = [synth["cache_hit"]]
@@ -112,7 +144,7 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
     stores: dict[str, Path] = {kind: root / "stores" / name for kind, name in EXTRACTORS.items()}
     extracted = _timed(timings, "extract", lambda: {
         kind: run_extract(root / "raw", stores[kind], extractor=EXTRACTORS[kind], device=device, root=root,
-                          progress=progress) for kind in EXTRACTORS})
+                          progress=progress, weights=weights) for kind in EXTRACTORS})
     hits["extract"] = [r["cache_hit"] for r in extracted.values()]
     built = _timed(timings, "build_tasks", lambda: {
         task: run_build(task, stores["videos" if task in VIDEO_TASKS else "images"], root, splits=TASK_SPLITS[task])
@@ -121,8 +153,9 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
 
     notes = ["Data: the project's synthetic mini-datasets in the upstream formats (pipelines.synth), not the real "
              "benchmarks.",
-             "Features: CLIP with RANDOM weights (no CLIP checkpoint on this machine), standardised per dimension "
-             "before the projector (feature_norm=standardize)."]
+             (f"Features: CLIP with OpenAI's weights ({', '.join(f'{k} {v}' for k, v in clip_keys.items())}), "
+              if weights == "official" else "Features: CLIP with RANDOM weights (--weights random), ")
+             + "standardised per dimension before the projector (feature_norm=standardize)."]
     runs: dict[str, dict[str, Any]] = {}
     evals: dict[str, dict[str, Any]] = {}
     for kind, preset_name in PRESETS.items():
@@ -148,6 +181,8 @@ def run_end_to_end(workdir: str | Path = "demo-output", *, scale: str = "demo", 
     report_path = workdir / "report.json"
     report: dict[str, Any] = {
         "synthetic_data": True, "scale": scale, "seed": seed, "workdir": str(workdir),
+        "weights": {"choice": weights, "clip": clip_keys,
+                    "backbone": {kind: r.get("backbone") for kind, r in runs.items()}},
         "tasks": tasks,
         "beats_majority_baseline": {t: (v["score"] is not None and v["majority_baseline"] is not None
                                         and v["score"] > v["majority_baseline"]) for t, v in tasks.items()},
@@ -187,6 +222,11 @@ def markdown(report: dict[str, Any]) -> str:
             beats += " (constant output)"
         lines.append(f"| {task} | {v['metric']} | {score} | {base} | {beats} | {v.get('distinct_predictions')} | "
                      f"{v['n']} |")
+    w = report.get("weights", {})
+    if w:
+        lines += ["", f"Weights: `--weights {w.get('choice')}`; CLIP "
+                  + ", ".join(f"{k} `{v}`" for k, v in w.get("clip", {}).items()) + "; backbone "
+                  + ", ".join(f"{k} `{(b or {}).get('source')}`" for k, b in w.get("backbone", {}).items())]
     lines += ["", "## Notes", *[f"- {n}" for n in report["notes"]], "", "## Stage timings (s)", "",
               "| stage | seconds | cache hits |", "|---|---:|---:|"]
     for stage, sec in report["timings_s"].items():

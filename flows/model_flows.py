@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow
 
@@ -81,7 +81,7 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
         rec = lineage.record(
             "checkpoint", model_dir, train_input_records(lineage, tables, cfg.backbone),
             {"preset": cfg.name, "method": cfg.method, "backbone": cfg.backbone, "lr": cfg.lr,
-             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "seed": cfg.seed},
+             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "seed": cfg.seed, "weights": cfg.weights},
             code_version=code_version(*CODE_TRAIN), device=result["train"]["device"], stage="train",
             counts={"steps": result["train"]["steps"], "samples": result["train"]["samples"],
                     "trainable_params": conf["trainable_params"], "total_params": conf["total_params"]},
@@ -90,6 +90,7 @@ def run_train(cfg: TrainConfig, root: str | os.PathLike[str], out: str | os.Path
             extra={"backbone": conf["backbone"], "backbone_pretraining": conf["backbone_pretraining"],
                    "loss_first": result["train"]["loss_first"], "loss_last": result["train"]["loss_last"]})
         return {"run_dir": str(Path(out).resolve()), "model_dir": str(model_dir), "lineage": rec.id,
+                "backbone": conf["backbone"],
                 "steps": result["train"]["steps"], "seconds": round(seconds, 2),
                 "loss_first": result["train"]["loss_first"], "loss_last": result["train"]["loss_last"],
                 "outputs": [str(model_dir)]}
@@ -148,9 +149,13 @@ def run_evaluate(run_dir: str | os.PathLike[str], root: str | os.PathLike[str], 
 @flow(name="train", persist_result=False, log_prints=True)
 def train_flow(out: str, preset: str | None = "synthetic-image", config: str | None = None, root: str = "data",
                tasks_dir: str | None = None, overrides: dict[str, Any] | None = None, device: str = "auto",
-               force: bool = False) -> dict[str, Any]:
-    """Train a preset (or a JSON config) on the task tables of ``root`` into the run directory ``out``."""
-    cfg = load_train_config(None if config else preset, config, overrides)
+               force: bool = False, weights: Literal["official", "random"] | None = None) -> dict[str, Any]:
+    """Train a preset (or a JSON config) on the task tables of ``root`` into the run directory ``out``.
+
+    ``weights`` (None: the config's, ``official`` by default): ``official`` trains from the backbone's public
+    checkpoint (downloaded into the Hugging Face cache on first use), ``random`` from random init."""
+    cfg = load_train_config(None if config else preset, config,
+                            {**(overrides or {}), **({"weights": weights} if weights is not None else {})})
     return run_train(cfg, root, out, tasks_dir=tasks_dir, device=device, force=force)
 
 
@@ -163,9 +168,13 @@ def evaluate_flow(run_dir: str, root: str = "data", split: str = "test", tasks_d
 
 @flow(name="end-to-end", persist_result=False, log_prints=True)
 def end_to_end_flow(workdir: str = "demo-output", scale: str = "demo", seed: int = 0, device: str = "auto",
-                    train_overrides: dict[str, Any] | None = None, backbone: str | None = None) -> dict[str, Any]:
-    """Synthetic raw media → download → prepare → features → task tables → train → evaluate → report."""
+                    train_overrides: dict[str, Any] | None = None, backbone: str | None = None,
+                    weights: Literal["official", "random"] = "official") -> dict[str, Any]:
+    """Synthetic raw media → download → prepare → features → task tables → train → evaluate → report.
+
+    ``weights``: ``official`` (OpenAI's CLIP and a pretrained bart-base, downloaded on first use) or ``random``
+    (random CLIP and the tiny-bart denoised on the synthetic text: offline and fast)."""
     from flows.demo import run_end_to_end
 
     return run_end_to_end(workdir, scale=scale, seed=seed, device=device, train_overrides=train_overrides,
-                          backbone=backbone)
+                          backbone=backbone, weights=weights)

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, task
 from prefect.cache_policies import NONE as NO_CACHE
@@ -266,13 +266,15 @@ def run_extract(media: str | os.PathLike[str], store: str | os.PathLike[str], *,
                 device: str = "auto", batch_size: int | None = None, workers: int | None = None,
                 pretrained: str | None = None, media_root: str | None = None,
                 root: str | os.PathLike[str] | None = None, shard_executor: ShardExecutor | None = None,
-                shards: int | None = None, force: bool = False, progress: bool = False) -> dict[str, Any]:
+                shards: int | None = None, force: bool = False, progress: bool = False,
+                weights: str = "official") -> dict[str, Any]:
     """Extract features of ``media`` (a folder, searched recursively, or a media index) into ``store``.
 
     Keyed by the media content, extractor/weights/device type/batch size, store path and ``features`` code.
     On a miss the feature store itself is incremental (only new or changed media are extracted). With
     ``shard_executor`` (the Dask path) the work is planned, run as ``shards`` shards by the executor and
-    committed once; otherwise ``features.engine.extract`` runs in this process."""
+    committed once; otherwise ``features.engine.extract`` runs in this process. ``weights``: ``official``
+    (OpenAI's CLIP from the Hugging Face cache, downloaded on first use, or ``pretrained``) or ``random``."""
     from features.engine import commit_extraction, extract, plan_extraction, resolve_device
     from features.store import FeatureStore
 
@@ -292,18 +294,19 @@ def run_extract(media: str | os.PathLike[str], store: str | os.PathLike[str], *,
     dev = resolve_device(device)
     params = {"media": _abs(media_p), "media_root": _abs(media_root) if media_root else None,
               "store": _abs(store), "extractor": extractor, "pretrained": pretrained, "device_type": dev.type,
-              "batch_size": batch_size}
+              "batch_size": batch_size, "weights": weights}
 
     def work() -> dict[str, Any]:
         t = time.perf_counter()
         if shard_executor is None:
             rep = extract(media_p, store, extractor=extractor, device=device, batch_size=batch_size,
-                          workers=workers, pretrained=pretrained, media_root=media_root, progress=progress)
+                          workers=workers, pretrained=pretrained, media_root=media_root, progress=progress,
+                          weights=weights)
             report = rep.as_dict()
             report["shards"] = 1
         else:
             job = plan_extraction(media_p, store, extractor=extractor, pretrained=pretrained, batch_size=batch_size,
-                                  media_root=media_root, device=device)
+                                  media_root=media_root, device=device, weights=weights)
             n = max(1, shards or 1)
             job_file = save_job(job, vlpet_dir(root) / "jobs" / f"{job.run_id}.json")
             counts = list(shard_executor(str(job_file), n)) if job.to_extract else []
@@ -328,7 +331,8 @@ def run_extract(media: str | os.PathLike[str], store: str | os.PathLike[str], *,
                                        stage="extract-features")
         rec = lineage.record(
             "features", info.path, [media_rec], {"extractor": extractor, "pretrained": pretrained,
-                                                 "batch_size": batch_size, "store": _abs(store),
+                                                 "weights_choice": weights, "batch_size": batch_size,
+                                                 "store": _abs(store),
                                                  "weights": info.metadata.get("weights")},
             sha256=info.content_digest(), code_version=code_version(*CODE["extract-features"]),
             device=str(report["device"]),
@@ -496,8 +500,12 @@ def prepare_flow(dataset: str, root: str = "data", force: bool = False) -> dict[
 def extract_features_flow(media: str, store: str, extractor: str = DEFAULT_EXTRACTOR, device: str = "auto",
                           cluster: str | None = None, batch_size: int | None = None, workers: int | None = None,
                           pretrained: str | None = None, media_root: str | None = None, root: str | None = None,
-                          shards: int | None = None, force: bool = False) -> dict[str, Any]:
+                          shards: int | None = None, force: bool = False,
+                          weights: Literal["official", "random"] = "official") -> dict[str, Any]:
     """Features of every image/video under ``media`` into the store ``store`` (incremental; one snapshot).
+
+    ``weights``: ``official`` (OpenAI's CLIP, downloaded into the Hugging Face cache on first use; or
+    ``pretrained``: a file or an open_clip tag) or ``random`` (random init, recorded in the store and lineage).
 
     ``cluster``: None (this process), ``local:N``, ``local-cuda`` or ``tcp://host:port`` (Dask, one task per
     shard; ``shards`` defaults to the number of workers)."""
@@ -509,7 +517,7 @@ def extract_features_flow(media: str, store: str, extractor: str = DEFAULT_EXTRA
     # Forked DataLoader workers are safe here: flows.forksafe drops Prefect's at-exit hooks in forked children.
     return run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size,
                        workers=workers, pretrained=pretrained, media_root=media_root, root=root,
-                       shard_executor=executor, shards=shards, force=force)
+                       shard_executor=executor, shards=shards, force=force, weights=weights)
 
 
 @flow(name="build-dataset", persist_result=False, log_prints=True)

@@ -60,7 +60,7 @@ def test_extract_flow_caches_and_publishes_lineage(tmp_path, prefect_ephemeral):
 
     media = _media(tmp_path / "media", 3)
     kw = {"media": str(media), "store": str(tmp_path / "store"), "extractor": EXTRACTOR, "device": "cpu",
-          "workers": 0, "root": str(tmp_path)}
+          "workers": 0, "root": str(tmp_path), "weights": "random"}
     first = extract_features_flow(**kw)
     second = extract_features_flow(**kw)
     assert (first["cache_hit"], first["extracted"], first["items"]) == (False, 3, 3)
@@ -82,9 +82,9 @@ def test_dask_local_cluster_snapshot_equals_single_process(tmp_path, prefect_eph
 
     media = _media(tmp_path / "media", 6)
     single = extract(media, tmp_path / "single", extractor=EXTRACTOR, device="cpu", batch_size=2, workers=0,
-                     progress=False)
+                     progress=False, weights="random")
     out = extract_features_flow(media=str(media), store=str(tmp_path / "dask"), extractor=EXTRACTOR, device="cpu",
-                                cluster="local:2", batch_size=2, root=str(tmp_path))
+                                cluster="local:2", batch_size=2, root=str(tmp_path), weights="random")
     assert out["shards"] == 2 and out["extracted"] == 6 and out["cache_hit"] is False
     a = FeatureStore.open_reader(tmp_path / "single")
     b = FeatureStore.open_reader(tmp_path / "dask", snapshot=out["snapshot"])
