@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PINS_HASH := $(shell cat requirements/lock.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(PINS_HASH)
-export HF_HUB_OFFLINE ?= 1
+# `make demo` runs with random weights, offline and fast; `make demo DEMO_WEIGHTS=official` downloads OpenAI's
+# CLIP and bart-base into the Hugging Face cache on first use (see README, "Weights").
+DEMO_WEIGHTS ?= random
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -25,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	$(VENV)/bin/vlpet demo $(DEMO_ARGS)
+	$(VENV)/bin/vlpet demo --weights $(DEMO_WEIGHTS) $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/model.py

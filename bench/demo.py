@@ -21,7 +21,8 @@ from pathlib import Path
 def run(workdir: Path, scale: str, env: dict[str, str]) -> tuple[float, dict]:
     exe = Path(sys.executable).parent / "vlpet"
     t = time.perf_counter()
-    proc = subprocess.run([str(exe), "demo", "--workdir", str(workdir), "--scale", scale, "--device", "cpu"],
+    proc = subprocess.run([str(exe), "demo", "--workdir", str(workdir), "--scale", scale, "--device", "cpu",
+                           "--weights", "random"],
                           env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode:

@@ -133,7 +133,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-extract-"))
     try:
         images = make_jpegs(tmp / "images", args.images, seed=0)
-        ex = get_extractor("clip-rn101-grid", device=args.device)
+        ex = get_extractor("clip-rn101-grid", device=args.device, weights="random")
         _ = ex.model
         figures: dict[str, object] = {"images": args.images, "batch_size": args.batch_size,
                                       "workers": args.workers if args.workers is not None else default_workers(),
@@ -150,7 +150,7 @@ def main() -> None:
         figures["baseline_img_s"] = round(baseline(ex, images, tmp / "h5"), 3)
         figures["efficiency"] = round(figures["pipeline_img_s"] / figures["model_only_img_s"], 3)
         figures["speedup_vs_baseline"] = round(figures["pipeline_img_s"] / figures["baseline_img_s"], 3)
-        fresh = get_extractor("clip-rn101-grid", device=args.device)  # a new run: no model built yet
+        fresh = get_extractor("clip-rn101-grid", device=args.device, weights="random")  # a new run: no model yet
         noop = extract(tmp / "images", tmp / "store", extractor=fresh, batch_size=args.batch_size,
                        workers=args.workers, progress=False)
         figures["cold_s"], figures["noop_s"] = cold.seconds, noop.seconds
@@ -163,7 +163,7 @@ def main() -> None:
 
         if args.videos:
             videos = make_videos(tmp / "videos", args.videos)
-            vex = get_extractor("clip-vit-b32-video", device=args.device)
+            vex = get_extractor("clip-vit-b32-video", device=args.device, weights="random")
             _ = vex.model
             t = time.perf_counter()
             decoded = [vex.preprocess(vex.decode(p), as_uint8=True) for p in videos]

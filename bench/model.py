@@ -81,7 +81,7 @@ def worker(method: str, args: argparse.Namespace) -> dict:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        model, _ = build_model(args.backbone, method, feat_dim=args.feat_dim, seed=args.seed)
+        model, _ = build_model(args.backbone, method, feat_dim=args.feat_dim, seed=args.seed, weights="random")
     model.train()
     trainable, total = count_parameters(model)
     vocab = model.backbone.get_input_embeddings().num_embeddings

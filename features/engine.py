@@ -33,6 +33,7 @@ from features.media import MediaItem, MediaPathError, hash_bytes, hash_file, res
 from features.store import FeatureStore, StoreSpec
 from features.weights import expected_key
 from vlpet.device import resolve_device  # also imported from here by the flows
+from vlpet.hub import WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 VIDEO_CHUNK_FRAMES = 64  # frames per forward for videos, as the HERO extractor
@@ -355,12 +356,12 @@ def _load_weights(ex: Extractor) -> Any:
     ``WeightsLoadError`` naming it (torch/open_clip raise unpickling or runtime errors that do not)."""
     try:
         return ex.identity
-    except (ValueError, FileNotFoundError):
+    except (ValueError, FileNotFoundError, WeightsUnavailableError):
         raise
     except Exception as e:
         raise WeightsLoadError(f"--pretrained {ex.pretrained}: cannot load {ex.model_name} weights from it "
                                f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); pass an open_clip "
-                               f"checkpoint of that model, a cached tag, or nothing for random weights") from None
+                               f"checkpoint of that model, an open_clip tag, or nothing for OpenAI's weights") from None
 
 
 def _check_reused_sizes(store: FeatureStore, reused: Sequence[MediaItem]) -> None:
@@ -379,9 +380,13 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
             extractor: str | Extractor = "clip-rn101-grid", device: str = "auto", batch_size: int | None = None,
             workers: int | None = None, pretrained: str | None = None, media_root: str | None = None,
             progress: bool = True, flush_rows: int | None = None, device_decode: bool = False,
-            wait: bool = True, on_wait: Any = None) -> ExtractReport:
+            wait: bool = True, on_wait: Any = None, weights: str = "official") -> ExtractReport:
     """Extract every new or changed media file under ``media`` into the store at ``store_path`` and commit.
 
+    ``weights``: ``official`` (default: OpenAI's CLIP, downloaded on first use, or ``pretrained``) or
+    ``random``. The weights are resolved (downloaded) before the store is touched, so weights that cannot be
+    had (:class:`vlpet.hub.WeightsUnavailableError`) leave nothing written; a store whose features come from
+    other weights is refused (:class:`WeightsMismatchError`).
     One writer per store: the run holds the store's writer lock from planning to commit; a second writer waits
     (``on_wait(holder)`` is called once) or, with ``wait=False``, raises ``StoreBusyError``. Runs orphaned by
     earlier writers are removed once the lock is held.
@@ -390,26 +395,30 @@ def extract(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *
     the workers; its resize differs slightly from PIL's, so it is a separate store spec."""
     t0 = time.perf_counter()
     ex = extractor if isinstance(extractor, Extractor) else get_extractor(
-        extractor, pretrained=pretrained, device=resolve_device(device))
+        extractor, pretrained=pretrained, device=resolve_device(device), weights=weights)
     refused: list[tuple[str, str]] = []
     root, items = load_media_items(media, ex.kind, media_root, refused)
     store_path = Path(store_path)
+    cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu, weights=ex.weights,
+                             seed=ex._load_kwargs.get("seed", 0),
+                             cache_dir=ex._load_kwargs.get("cache_dir")) if ex._model is None else None
+    if cheap_key is None:
+        cheap_key = _load_weights(ex).key()  # a build is the only way to know: still before the store is touched
+    refuse_other_weights(store_path, cheap_key)
     if not (store_path / "STORE.json").exists():
         _load_weights(ex)  # a new store: load the weights first, so a bad --pretrained leaves no empty store behind
     store = FeatureStore.open_or_create(store_path, store_spec(ex, device_decode))
     with store.writer(wait=wait, on_wait=on_wait):
-        report = _extract_locked(store, root, items, ex, t0, batch_size=batch_size, workers=workers,
+        report = _extract_locked(store, root, items, ex, t0, cheap_key, batch_size=batch_size, workers=workers,
                                  progress=progress, flush_rows=flush_rows, device_decode=device_decode)
     report.refused = [{"rel_path": rel, "reason": why} for rel, why in refused]
     return report
 
 
-def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex: Extractor, t0: float, *,
-                    batch_size: int | None, workers: int | None, progress: bool, flush_rows: int | None,
-                    device_decode: bool) -> ExtractReport:
+def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex: Extractor, t0: float,
+                    cheap_key: str, *, batch_size: int | None, workers: int | None, progress: bool,
+                    flush_rows: int | None, device_decode: bool) -> ExtractReport:
     store_path = store.root
-    cheap_key = expected_key(ex.model_name, ex.pretrained, quick_gelu=ex.quick_gelu,
-                             seed=ex._load_kwargs.get("seed", 0)) if ex._model is None else None
     latest = store.latest()
     if cheap_key is not None and latest is not None and latest.metadata.get("weights") == cheap_key:
         plan = store.plan(items, weights=cheap_key)
@@ -423,7 +432,7 @@ def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex:
                 items=len(items), extracted=0, reused=len(plan.reused), deleted=0,
                 quarantined=[asdict(e) for e in reader.errors()], seconds=round(time.perf_counter() - t0, 3))
     identity = _load_weights(ex)
-    if cheap_key is not None and cheap_key != identity.key():
+    if cheap_key != identity.key():
         raise RuntimeError(f"weights key drift: expected {cheap_key}, the loaded model is {identity.key()}")
     if identity.random_init:  # features.weights has already warned loudly; the snapshot records it
         log.debug("%s: random-init weights, recorded in the snapshot metadata", ex.name)
@@ -446,6 +455,28 @@ def _extract_locked(store: FeatureStore, root: Path, items: list[MediaItem], ex:
         items_per_s=round(counts["extracted"] / seconds, 3) if counts["extracted"] else 0.0)
 
 
+class WeightsMismatchError(ValueError):
+    """A store holds features of other weights than the ones this run would use."""
+
+
+def refuse_other_weights(store_path: str | os.PathLike[str], key: str) -> None:
+    """Refuse to add features of weights ``key`` to a store whose latest snapshot holds other weights' features
+    (they would not be comparable: one store, one set of weights). Reads only; a missing store is fine."""
+    path = Path(store_path)
+    if not path.is_dir():
+        return
+    try:
+        latest = FeatureStore.open(path).latest()
+    except Exception:  # not a store (yet): open_or_create says what is wrong with it
+        return
+    held = latest.metadata.get("weights") if latest is not None else None
+    if held is not None and held != key:
+        raise WeightsMismatchError(
+            f"store {path} holds features made with weights {held}, and this run would use {key}: features of "
+            "different weights never share a store. Use another --store, or the same weights as before "
+            "(--weights / --pretrained); `vlpet store info` shows which weights a store holds")
+
+
 @dataclass
 class ExtractionJob:
     """A planned extraction, picklable, for shards run by other processes or machines (Dask workers):
@@ -460,31 +491,36 @@ class ExtractionJob:
     to_extract: list[MediaItem]
     batch_size: int
     metadata: dict[str, Any]
+    weights: str = "official"
 
 
 def plan_extraction(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
                     extractor: str = "clip-rn101-grid", pretrained: str | None = None, batch_size: int | None = None,
-                    media_root: str | None = None, device: str = "auto") -> ExtractionJob:
-    """Scan and hash the media, open the store, plan against its latest snapshot, and stage the run."""
-    ex = get_extractor(extractor, pretrained=pretrained, device=resolve_device(device))
+                    media_root: str | None = None, device: str = "auto", weights: str = "official"
+                    ) -> ExtractionJob:
+    """Scan and hash the media, load the weights, open the store, plan against its latest snapshot, and stage
+    the run (weights that cannot be had, or differ from the store's, stop it before anything is written)."""
+    ex = get_extractor(extractor, pretrained=pretrained, device=resolve_device(device), weights=weights)
     root, items = load_media_items(media, ex.kind, media_root)
-    store = FeatureStore.open_or_create(store_path, store_spec(ex))
     identity = ex.identity
+    refuse_other_weights(store_path, identity.key())
+    store = FeatureStore.open_or_create(store_path, store_spec(ex))
     plan = store.plan(items, weights=identity.key())
     run = store.begin_run(plan=plan)
     meta = {"weights": identity.key(), "random_init": identity.random_init,
             "weights_identity": identity.as_dict(), **ex.runtime_params()}
     return ExtractionJob(str(store_path), str(root), extractor, pretrained, run.run_id, items, plan.to_extract,
-                         batch_size or default_batch_size(ex), meta)
+                         batch_size or default_batch_size(ex), meta, weights)
 
 
 def run_extraction_shard(job: ExtractionJob, shard: int, n_shards: int, *, device: str = "auto",
                          workers: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Extract shard ``shard`` of ``n_shards`` of a planned job (in this process, on ``device``)."""
-    ex = get_extractor(job.extractor, pretrained=job.pretrained, device=resolve_device(device))
+    ex = get_extractor(job.extractor, pretrained=job.pretrained, device=resolve_device(device), weights=job.weights)
     if ex.identity.key() != job.metadata["weights"]:
         raise ValueError(f"shard {shard}: this worker's weights {ex.identity.key()} differ from the plan's "
-                         f"{job.metadata['weights']}; every worker needs the same --pretrained file")
+                         f"{job.metadata['weights']}; every worker needs the same weights (the same --pretrained "
+                         "file, or the same Hugging Face cache: `vlpet weights fetch`, then copy the cache)")
     store = FeatureStore.open(job.store)
     want = store.spec.params.get("precision")
     if want is not None and want != ex.precision:

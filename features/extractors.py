@@ -41,9 +41,11 @@ Devices
     either way. bf16 is never used (3-10x slower on these CPUs).
 
 Weights
-    ``pretrained`` goes to :func:`features.weights.load_clip` (a local file, a cached tag such as ``"openai"``, or
-    None = random init with a ``RandomWeightsWarning``); the result's :class:`~features.weights.WeightsIdentity` is
-    ``extractor.identity``. The model is built lazily on first use. All extractors use the OpenAI architecture
+    ``pretrained`` and ``weights`` go to :func:`features.weights.load_clip`: by default (``pretrained=None``,
+    ``weights="official"``) OpenAI's weights, downloaded from the Hugging Face hub on first use; a local file or
+    another open_clip tag; or ``weights="random"`` (asked for by name, with a ``RandomWeightsWarning``); the
+    result's :class:`~features.weights.WeightsIdentity` is ``extractor.identity``. The model is built lazily
+    on first use. All extractors use the OpenAI architecture
     (QuickGELU), as in the paper.
 """
 
@@ -62,6 +64,7 @@ from PIL import Image
 
 from features.decode import HERO_INTERVAL, ImageDecodeOptions, VideoFrames, decode_image, read_video_frames
 from features.weights import WeightsIdentity, load_clip
+from vlpet.hub import check_weights
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -105,7 +108,7 @@ class Extractor:
         pooled: bool = False,
         quick_gelu: bool = True,
         cache_dir: str | None = None,
-        allow_random: bool = True,
+        weights: str = "official",
         seed: int = 0,
         allow_torchscript: bool = False,
         model: torch.nn.Module | None = None,
@@ -121,7 +124,8 @@ class Extractor:
         self.fp16_on_cuda = fp16_on_cuda
         self.pooled = pooled
         self.quick_gelu = quick_gelu
-        self._load_kwargs = dict(cache_dir=cache_dir, allow_random=allow_random, seed=seed,
+        self.weights = check_weights(weights)
+        self._load_kwargs = dict(cache_dir=cache_dir, weights=weights, seed=seed,
                                  allow_torchscript=allow_torchscript)
         self._model = None
         self._identity = identity
@@ -267,7 +271,8 @@ class Extractor:
                 "torch": torch.__version__, "open_clip": open_clip_version()}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, pretrained={self.pretrained!r})"
+        return (f"{type(self).__name__}(name={self.name!r}, device={str(self.device)!r}, "
+                f"pretrained={self.pretrained!r}, weights={self.weights!r})")
 
 
 # ------------------------------------------------------------------------------------------------------ image grids

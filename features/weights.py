@@ -1,22 +1,29 @@
-"""Resolve and load open_clip weights offline, and say exactly which weights were used.
+"""Resolve and load open_clip weights, official ones by default, and say exactly which weights were used.
 
-``load_clip(model_name, pretrained)`` builds an open_clip model (``RN101``, ``ViT-B-32``, ``ViT-B-16``; any open_clip
-built-in name works) and returns it with a :class:`WeightsIdentity` for the feature store's metadata.
+``load_clip(model_name, pretrained, weights=...)`` builds an open_clip model (``RN101``, ``ViT-B-32``,
+``ViT-B-16``; any open_clip built-in name works) and returns it with a :class:`WeightsIdentity` for the
+feature store's metadata.
 
-``pretrained`` may be:
+``weights="official"`` (the default) and ``pretrained``:
 
-1. a local file path: ``.safetensors`` (preferred), or ``.pt``/``.pth``/``.bin`` state dicts, which are loaded only
-   through open_clip's own loader with ``weights_only=True`` (this module never unpickles anything itself).
-   OpenAI's original TorchScript archives (``RN101.pt``, ``ViT-B-32.pt`` from ``openaipublic``) cannot be read with
-   ``weights_only=True``; they are accepted when their sha256 equals the checksum that OpenAI publishes in the
-   download URL (then they are the official files) or when the caller passes ``allow_torchscript=True``, and are
-   read by ``open_clip.load_openai_model`` (``torch.jit.load``: TorchScript, not arbitrary pickle);
-2. an open_clip pretrained tag (``"openai"``, ...) — used ONLY when its file is already on this machine: the
-   Hugging Face cache (``huggingface_hub.try_to_load_from_cache``, which never touches the network) or open_clip's
-   URL cache (``~/.cache/clip/<file>``, sha256-verified). Nothing is ever downloaded;
-3. ``None`` (or a tag that is not cached): the architecture is built with random weights, deterministically from
-   ``seed``, with a loud :class:`RandomWeightsWarning` and a ``logging.warning``; ``WeightsIdentity.random_init`` is
-   True so every store and lineage record says so. ``allow_random=False`` turns this into an error.
+1. ``None``: OpenAI's weights for the architecture (open_clip's ``openai`` tag), i.e. its Hugging Face hub
+   entry (``timm/resnet101_clip.openai``, ``timm/vit_base_patch32_clip_224.openai``,
+   ``timm/vit_base_patch16_clip_224.openai``; file ``open_clip_model.safetensors``), downloaded on first use
+   into the standard HF cache by ``vlpet.hub`` (huggingface_hub: progress bar, ``HF_HOME``, ``HF_ENDPOINT``,
+   ``HF_HUB_OFFLINE``, ``HF_TOKEN``), verified against the hub's published sha256, read from the cache
+   afterwards. Not obtainable: :class:`vlpet.hub.WeightsUnavailableError`, never a fallback;
+2. another open_clip pretrained tag: the same, from that tag's hub entry (or, for tags without one, open_clip's
+   URL cache ``~/.cache/clip/<file>`` when the file is there and matches the checksum in its URL);
+3. a local file path: ``.safetensors`` (preferred), or ``.pt``/``.pth``/``.bin`` state dicts, which are loaded
+   only through open_clip's own loader with ``weights_only=True`` (this module never unpickles anything itself).
+   OpenAI's original TorchScript archives (``RN101.pt``, ``ViT-B-32.pt`` from ``openaipublic``) cannot be read
+   with ``weights_only=True``; they are accepted when their sha256 equals the checksum that OpenAI publishes in
+   the download URL (then they are the official files) or when the caller passes ``allow_torchscript=True``, and
+   are read by ``open_clip.load_openai_model`` (``torch.jit.load``: TorchScript, not arbitrary pickle).
+
+``weights="random"``: the architecture with random weights, asked for by name (tests, benchmarks, the offline
+demo), deterministic from ``seed``, with a :class:`RandomWeightsWarning`; ``WeightsIdentity.random_init`` is
+True so every store and lineage record says so.
 
 QuickGELU: OpenAI's CLIP uses QuickGELU, while open_clip's plain ``ViT-B-32`` config uses exact GELU. The
 extractors pass ``quick_gelu=True`` (the OpenAI architecture, the paper's weights); for ``load_clip`` the default
@@ -37,7 +44,7 @@ from typing import Any
 
 import torch
 
-from features.media import hash_file
+from vlpet.hub import HubFile, WeightsUnavailableError, check_weights, hub_file, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,7 @@ RANDOM_INIT = "random-init"
 _FILE_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 # open_clip's names for the files of an HF hub entry (constants.HF_SAFE_WEIGHTS_NAME / HF_WEIGHTS_NAME).
 _HF_FILENAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+OFFICIAL_TAG = "openai"
 
 
 class RandomWeightsWarning(UserWarning):
@@ -56,9 +64,10 @@ class RandomWeightsWarning(UserWarning):
 class WeightsIdentity:
     """Which weights a model carries; stored in the feature store's metadata and lineage records.
 
-    ``source`` is the resolved file path (a local file), the pretrained tag (e.g. ``"openai"``, found in a local
-    cache; ``file`` then says where) or ``"random-init"``. ``sha256`` is the weights file's digest (None for random
-    init, where ``seed`` makes the weights reproducible instead).
+    ``source`` is the resolved file path (a local file), the pretrained tag (e.g. ``"openai"``; ``file`` then says
+    where it is cached) or ``"random-init"``. ``sha256`` is the weights file's digest (None for random init, where
+    ``seed`` makes the weights reproducible instead). For hub weights, ``hub_repo``/``hub_file``/``hub_revision``
+    name the repo, the file and the commit it was resolved to.
     """
 
     model_name: str
@@ -71,6 +80,9 @@ class WeightsIdentity:
     file: str | None = None
     seed: int | None = None
     loader: str = "open_clip.create_model"
+    hub_repo: str | None = None
+    hub_file: str | None = None
+    hub_revision: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,18 +96,79 @@ class WeightsIdentity:
 
 
 def expected_key(model_name: str, pretrained: str | os.PathLike[str] | None, *, quick_gelu: bool,
-                 seed: int = 0) -> str | None:
-    """``WeightsIdentity.key()`` of what ``load_clip`` would load, without building the model, when that is
-    knowable cheaply (random init, or a local weights file: its digest); None for tags (build to know).
+                 seed: int = 0, weights: str = "official", cache_dir: str | os.PathLike[str] | None = None
+                 ) -> str | None:
+    """``WeightsIdentity.key()`` of what ``load_clip`` would load, without building the model: random init's
+    seed, or the digest of the weights file (official or tagged weights are downloaded here if not cached, so a
+    missing file raises :class:`WeightsUnavailableError` before a caller writes anything). None when only a
+    build can tell (a TorchScript archive).
 
     Lets an unchanged re-run decide it has nothing to do without paying for a model build."""
     arch = f"{model_name}{'-quickgelu' if quick_gelu else ''}"
-    if pretrained is None:
+    if check_weights(weights) == "random":
+        _no_pretrained_with_random(pretrained)
         return f"{arch}:random-init:seed={seed}:open_clip={open_clip_version()}"
-    path = Path(os.fspath(pretrained)).expanduser()
-    if path.is_file() and not is_torchscript_archive(path):
-        return f"{arch}:sha256:{file_sha256(path)}"
-    return None
+    value = OFFICIAL_TAG if pretrained is None else os.fspath(pretrained)
+    path = Path(value).expanduser()
+    if path.is_file():
+        return None if is_torchscript_archive(path) else f"{arch}:sha256:{file_sha256(path)}"
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, value)
+    if not tag_cfg:
+        return None  # load_clip says what is wrong with it
+    file, _ = resolve_tag(model_name, value, cache_dir)
+    return None if is_torchscript_archive(file) else f"{arch}:sha256:{file_sha256(file)}"
+
+
+def _no_pretrained_with_random(pretrained: Any) -> None:
+    if pretrained is not None:
+        raise ValueError(f"--weights random and --pretrained {os.fspath(pretrained)} contradict each other: "
+                         "random weights use no file; drop one of them")
+
+
+def official_hub_file(model_name: str, tag: str = OFFICIAL_TAG) -> tuple[str, str] | None:
+    """(repo id, file name) of a tag's Hugging Face hub entry, safetensors preferred; None when it has none."""
+    import open_clip
+
+    hub = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("hf_hub", "")
+    if not hub:
+        return None
+    repo_id, filename = os.path.split(hub.rstrip("/") + ("/" if hub.endswith("/") else ""))
+    return repo_id, filename or _HF_FILENAMES[0]
+
+
+def resolve_tag(model_name: str, tag: str, cache_dir: str | os.PathLike[str] | None = None
+                ) -> tuple[Path, HubFile | None]:
+    """The local file of an open_clip pretrained ``tag`` (downloaded from its hub entry on first use, verified),
+    and the hub file record; raises :class:`WeightsUnavailableError` when it cannot be had."""
+    import open_clip
+
+    fetch_name = next((n for n, m in EXTRACTOR_MODELS.items() if m == model_name), model_name) \
+        if tag == OFFICIAL_TAG else f"{model_name}:{tag}"
+    entry = official_hub_file(model_name, tag)
+    if entry is not None:
+        repo_id, filename = entry
+        names = [filename]
+        if filename.endswith((".bin", ".pth")):  # open_clip's safetensors alternatives first
+            names.insert(0, _HF_FILENAMES[0] if filename == _HF_FILENAMES[1] else filename[:-4] + ".safetensors")
+        for i, name in enumerate(names):
+            got = hub_file(repo_id, name, required=i == len(names) - 1, fetch_name=fetch_name,
+                           alternative="a local weights file: --pretrained FILE", cache=cache_dir)
+            if got is not None:
+                return Path(got.path), got
+    cached = find_cached_pretrained(model_name, tag, cache_dir)
+    if cached is not None:
+        return cached, None
+    url = (open_clip.get_pretrained_cfg(model_name, tag) or {}).get("url", "")
+    raise WeightsUnavailableError(
+        f"pretrained tag {tag!r} of {model_name} has no Hugging Face hub entry and its file is not cached "
+        f"({cache_dir or '~/.cache/clip'}; {url or 'no URL'}): download it and pass --pretrained FILE")
+
+
+# The extractors' architectures, by extractor name (the names `vlpet weights fetch` takes).
+EXTRACTOR_MODELS = {"clip-rn101-grid": "RN101", "clip-vit-b32-grid": "ViT-B-32", "clip-vit-b16-grid": "ViT-B-16",
+                     "clip-vit-b32-video": "ViT-B-32"}
 
 
 def open_clip_version() -> str:
@@ -110,22 +183,9 @@ def open_clip_version() -> str:
         return str(getattr(open_clip, "__version__", "unknown"))
 
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-_SHA_LOCK = threading.Lock()
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """``features.media.hash_file``, memoised per (path, size, mtime) within the process (weights are large)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
-    with _SHA_LOCK:
-        if key in _SHA_CACHE:
-            return _SHA_CACHE[key]
-    digest = hash_file(p)
-    with _SHA_LOCK:
-        _SHA_CACHE[key] = digest
-    return digest
+    """sha256 of a file, streamed; memoised per (path, size, mtime) within the process (``vlpet.hub``'s)."""
+    return sha256_of(path)
 
 
 def is_torchscript_archive(path: str | os.PathLike[str]) -> bool:
@@ -236,9 +296,9 @@ def load_clip(
     model_name: str,
     pretrained: str | os.PathLike[str] | None = None,
     *,
+    weights: str = "official",
     quick_gelu: bool | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
-    allow_random: bool = True,
     seed: int = 0,
     allow_torchscript: bool = False,
     device: str | torch.device = "cpu",
@@ -247,32 +307,34 @@ def load_clip(
     """Build an open_clip model (eval mode, no grad) and its :class:`WeightsIdentity`; see the module docstring.
 
     Raises FileNotFoundError for a ``pretrained`` path that does not exist, ValueError for a tag open_clip does not
-    know for ``model_name``, and RuntimeError when random init would be needed but ``allow_random`` is False.
+    know for ``model_name`` (or ``pretrained`` with ``weights="random"``), and
+    :class:`vlpet.hub.WeightsUnavailableError` when official or tagged weights cannot be obtained.
     """
     import open_clip
 
     version = open_clip_version()
-    model: torch.nn.Module | None = None
-    identity: WeightsIdentity | None = None
-    tag: str | None = None
-    reason = "no pretrained weights were requested (pretrained=None)"
-
-    if pretrained is not None:
-        value = os.fspath(pretrained)
+    if check_weights(weights) == "random":
+        _no_pretrained_with_random(pretrained)
+        qg = bool(quick_gelu)
+        message = (f"RANDOM WEIGHTS (--weights random): building {model_name} with random initialisation (seed "
+                   f"{seed}). Features from it are meaningless for training and will not match the paper's.")
+        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
+        log.warning(message)
+        model = _random_model(model_name, qg, seed, **model_kwargs)
+        identity = WeightsIdentity(model_name, RANDOM_INIT, None, True, version, qg, seed=seed)
+    else:
+        value = OFFICIAL_TAG if pretrained is None else os.fspath(pretrained)
         tag_cfg = open_clip.get_pretrained_cfg(model_name, value) if not Path(value).is_file() else {}
         if tag_cfg:
-            tag = value
             qg = bool(tag_cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
-            cached = find_cached_pretrained(model_name, tag, cache_dir)
-            if cached is not None:
-                model, loader = _load_file(model_name, cached, qg, allow_torchscript=False, **model_kwargs)
-                if loader == "open_clip.load_openai_model":
-                    qg = True
-                identity = WeightsIdentity(model_name, tag, file_sha256(cached), False, version, qg, tag=tag,
-                                           file=str(cached), loader=loader)
-            else:
-                reason = (f"pretrained tag {tag!r} for {model_name} is not in the local cache "
-                          f"({cache_dir or 'default HF cache and ~/.cache/clip'}); nothing is downloaded")
+            file, hub = resolve_tag(model_name, value, cache_dir)
+            model, loader = _load_file(model_name, file, qg, allow_torchscript=False, **model_kwargs)
+            if loader == "open_clip.load_openai_model":
+                qg = True
+            identity = WeightsIdentity(
+                model_name, value, file_sha256(file), False, version, qg, tag=value, file=str(file), loader=loader,
+                hub_repo=hub.repo_id if hub else None, hub_file=hub.filename if hub else None,
+                hub_revision=hub.revision if hub else None)
         elif _looks_like_path(value):
             path = Path(value).expanduser()
             if not path.is_file():
@@ -288,19 +350,6 @@ def load_clip(
             known = open_clip.list_pretrained_tags_by_model(model_name)
             raise ValueError(f"{value!r} is neither a file nor a pretrained tag of {model_name} (known tags: {known})")
 
-    if model is None:
-        qg = bool(quick_gelu) if quick_gelu is not None else bool(
-            tag and open_clip.get_pretrained_cfg(model_name, tag).get("quick_gelu", False))
-        if not allow_random:
-            raise RuntimeError(f"no weights for {model_name}: {reason}, and allow_random=False")
-        message = (f"RANDOM WEIGHTS: {reason}; building {model_name} with random initialisation (seed {seed}). "
-                   "Features from it are meaningless for training and will not match the paper's.")
-        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
-        log.warning(message)
-        model = _random_model(model_name, qg, seed, **model_kwargs)
-        identity = WeightsIdentity(model_name, RANDOM_INIT, None, True, version, qg, tag=tag, seed=seed)
-
-    assert identity is not None
     model = model.to(device).eval()
     model.requires_grad_(False)
     return model, identity

@@ -14,6 +14,7 @@ from features.cli import register as register_feature_commands
 from flows.ops_cli import register as register_ops_commands
 from flows.stage_cli import register as register_stage_commands
 from flows.train_cli import register as register_train_commands
+from flows.weights_cli import register as register_weights_commands
 from pipelines.cli import register as register_pipeline_commands
 from vlpet.cli import register as register_model_commands
 
@@ -36,6 +37,7 @@ register_feature_commands(app)
 register_stage_commands(app)
 register_ops_commands(app)
 register_train_commands(app)
+register_weights_commands(app)
 
 
 def prefect_env(workdir: Path) -> None:
@@ -60,19 +62,31 @@ def demo(
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     backbone: str | None = typer.Option(
-        None, help="a pretrained BART/T5 for both presets: a local directory, or bart-base / t5-base when in the "
-                   "local Hugging Face cache (default: tiny-bart, random init denoised on the synthetic text)"),
+        None, help="a pretrained BART/T5 for both presets: a local directory, or bart-base / t5-base (default with "
+                   "--weights official: bart-base; with --weights random: tiny-bart denoised on the synthetic text)"),
+    weights: str = typer.Option(
+        "official", "--weights", help="official: OpenAI's CLIP and a pretrained backbone, downloaded into the "
+                                      "Hugging Face cache on first use | random: random CLIP and tiny-bart, offline "
+                                      "and fast (what `make demo` runs)"),
 ) -> None:
     """The whole pipeline on embedded synthetic data, as the Prefect flow ``end-to-end`` (ephemeral mode)."""
+    from flows.demo import demo_backbone, demo_overrides, ensure_clip_weights
     from vlpet.cli import console
+    from vlpet.hub import WeightsUnavailableError, check_weights
 
-    if backbone is not None:
-        from flows.demo import demo_overrides
-
-        try:
-            demo_overrides(scale, backbone)  # refuse a backbone without weights before anything is written
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--backbone") from None
+    try:
+        check_weights(weights)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--weights") from None
+    try:
+        # weights that cannot be had, or a backbone without any, stop here: before anything is written
+        demo_overrides(scale, demo_backbone(backbone, weights), weights=weights)
+        ensure_clip_weights(weights)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--backbone") from None
+    except WeightsUnavailableError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     prefect_env(workdir)
     from flows.end_to_end import end_to_end_flow
 
@@ -80,7 +94,7 @@ def demo(
                   "download -> unified tables -> CLIP feature stores -> task tables -> VL-PET training (image and "
                   "video presets) -> evaluation against the majority baseline; every stage cached and in the lineage.")
     state = end_to_end_flow(workdir=str(workdir), scale=scale, seed=seed, device=device, backbone=backbone,
-                            return_state=True)
+                            weights=weights, return_state=True)
     report = state.result()
     from flows.observe import wait_for_task_runs
 
@@ -94,6 +108,7 @@ def demo(
         console.print(f"  {task:<7} {v['metric']:<13} {score:>8}  majority baseline {base:>8}  ({verdict})")
     for note in report["notes"]:
         console.print(f"note: {note}")
+    console.print(f"weights: --weights {weights}; CLIP {report['weights']['clip']}")
     console.print(f"stage timings (s): {report['timings_s']}")
     console.print(f"cache hits: {report['cache_hits']}")
     console.print(f"report: {Path(report['workdir']) / 'report.json'} and {Path(report['workdir']) / 'report.md'}")

@@ -23,32 +23,61 @@ PRESETS = {"images": "synthetic-image", "videos": "synthetic-video"}
 # The tiny scale is the CI fixture: the same stages, a few training steps.
 TINY_OVERRIDES: dict[str, Any] = {"epochs": 1, "max_steps": 12, "eval_batch_size": 16,
                                   "pretrain": {"steps": 20, "batch_size": 16, "tokenizer_vocab_size": 600}}
-DATA_NOTES = ["Data: the project's synthetic mini-datasets in the upstream formats (pipelines.synth), not the real "
-              "benchmarks.",
-              "Features: CLIP with RANDOM weights (no CLIP checkpoint on this machine), standardised per dimension "
-              "before the projector (feature_norm=standardize)."]
+DATA_NOTE = ("Data: the project's synthetic mini-datasets in the upstream formats (pipelines.synth), not the real "
+             "benchmarks.")
 TIMING_GROUPS = {"build": "build_tasks"}  # a stage's name in report["timings_s"] when it differs
 
 
 def demo_overrides(scale: str, backbone: str | None = None,
-                   train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                   train_overrides: dict[str, Any] | None = None, weights: str = "official") -> dict[str, Any]:
     """The training overrides of both presets: ``train_overrides`` (default: the tiny scale's few steps), and
     with ``backbone`` a pretrained BART/T5 in place of the denoised random tiny-bart (no pre-training then).
 
-    ``backbone`` must have weights on disk (a local directory, or ``bart-base``/``t5-base`` in the local
-    Hugging Face cache): a random ``bart-base`` would only be a slower tiny-bart, so it is refused up front."""
-    from vlpet.backbones import pretrained_available
+    ``backbone`` must have pretrained weights: a local directory, or ``bart-base``/``t5-base`` with
+    ``weights="official"`` (their public checkpoints are fetched here, downloaded on first use, so weights that
+    cannot be had stop the demo before anything is written). A random ``bart-base`` would only be a slower
+    tiny-bart, so it is refused up front."""
+    from vlpet.backbones import fetch_backbone, has_official_weights
 
     overrides = dict(train_overrides if train_overrides is not None else (TINY_OVERRIDES if scale == "tiny" else {}))
     if backbone is not None:
-        if not pretrained_available(backbone):
-            raise ValueError(f"--backbone {backbone!r}: no pretrained weights on this machine (neither a local "
-                             "directory with config.json nor a Hugging Face cache entry); without them the demo "
-                             "uses its default, tiny-bart denoised on the synthetic text")
         local = Path(backbone).expanduser()
+        if not local.is_dir() and not (weights == "official" and has_official_weights(backbone)):
+            raise ValueError(f"--backbone {backbone!r}: no pretrained weights with --weights {weights} (a local "
+                             "directory with config.json, or bart-base / t5-base with --weights official); without "
+                             "them the demo uses its default, tiny-bart denoised on the synthetic text")
+        if not local.is_dir():
+            fetch_backbone(backbone)
         # A directory is recorded absolute, so the run's config still names it from another working directory.
-        overrides.update(backbone=str(local.resolve()) if local.is_dir() else backbone, pretrain=None)
+        overrides.update(backbone=str(local.resolve()) if local.is_dir() else backbone, pretrain=None,
+                         weights="official")
     return overrides
+
+
+def demo_backbone(backbone: str | None, weights: str) -> str | None:
+    """The backbone of the demo: the one asked for, else ``bart-base`` with official weights, else None (the
+    presets' tiny-bart, random init denoised on the synthetic text)."""
+    return backbone if backbone is not None or weights == "random" else "bart-base"
+
+
+def ensure_clip_weights(weights: str) -> dict[str, str]:
+    """The weights key of each demo extractor; official weights are fetched here (downloaded on first use), so
+    weights that cannot be had stop the demo before anything is written."""
+    from features.extractors import get_extractor
+    from features.weights import expected_key
+
+    keys = {}
+    for kind, name in EXTRACTORS.items():
+        ex = get_extractor(name, device="cpu", weights=weights)
+        keys[kind] = expected_key(ex.model_name, None, quick_gelu=ex.quick_gelu, weights=weights) or ""
+    return keys
+
+
+def data_notes(weights: str, clip_keys: dict[str, str]) -> list[str]:
+    """The report's notes on what is not real: the data always, the CLIP weights unless official."""
+    clip = (f"Features: CLIP with OpenAI's weights ({', '.join(f'{k} {v}' for k, v in clip_keys.items())}), "
+            if weights == "official" else "Features: CLIP with RANDOM weights (--weights random), ")
+    return [DATA_NOTE, clip + "standardised per dimension before the projector (feature_norm=standardize)."]
 
 
 def busy_seconds(intervals: list[tuple[float, float]]) -> float:
@@ -62,7 +91,7 @@ def busy_seconds(intervals: list[tuple[float, float]]) -> float:
 
 
 def write_report(workdir: Path, results: dict[str, Any], stages: dict[str, list[dict[str, Any]]],
-                 lineage_file: str, total_seconds: float) -> dict[str, Any]:
+                 lineage_file: str, total_seconds: float, weights: dict[str, Any] | None = None) -> dict[str, Any]:
     """``report.json`` and ``report.md`` of one end-to-end run: the ``report`` stage's results plus this run's
     stores, runs, cache hits and stage timings (``stages``: stage name -> its runs' results, in this run)."""
     timings = {TIMING_GROUPS.get(name, name): busy_seconds([(r["t_start"], r["t_end"]) for r in runs])
@@ -74,6 +103,7 @@ def write_report(workdir: Path, results: dict[str, Any], stages: dict[str, list[
     tables = {r["dataset"]: r.get("tables") for r in stages.get("prepare", [])}
     report = {
         **{k: v for k, v in results.items() if k != "results_path"}, "workdir": str(workdir),
+        **({"weights": weights} if weights else {}),
         "runs": {kind: {"run_dir": r["run_dir"], "steps": r["steps"], "loss_first": r["loss_first"],
                                "loss_last": r["loss_last"], "report": evals.get(r["run_dir"], {}).get("report")}
                  for kind, r in zip(PRESETS, stages.get("train", []), strict=False)},
@@ -102,6 +132,11 @@ def markdown(report: dict[str, Any]) -> str:
             beats += " (constant output)"
         lines.append(f"| {task} | {v['metric']} | {score} | {base} | {beats} | {v.get('distinct_predictions')} | "
                      f"{v['n']} |")
+    w = report.get("weights", {})
+    if w:
+        lines += ["", f"Weights: `--weights {w.get('choice')}`; CLIP "
+                  + ", ".join(f"{k} `{v}`" for k, v in w.get("clip", {}).items()) + "; backbone "
+                  + ", ".join(f"{k} `{(b or {}).get('source')}`" for k, b in w.get("backbone", {}).items())]
     lines += ["", "## Notes", *[f"- {n}" for n in report["notes"]], "", "## Stage timings (s)", "",
               "| stage | seconds | cache hits |", "|---|---:|---:|"]
     for stage, sec in report["timings_s"].items():

@@ -17,7 +17,15 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import observe
-from flows.demo import DATA_NOTES, EXTRACTORS, PRESETS, demo_overrides, write_report
+from flows.demo import (
+    EXTRACTORS,
+    PRESETS,
+    data_notes,
+    demo_backbone,
+    demo_overrides,
+    ensure_clip_weights,
+    write_report,
+)
 from flows.stage_tasks import (
     build_task,
     download_task,
@@ -35,7 +43,8 @@ from flows.stages.prepare import PREPARE_READS
 @flow(name="end-to-end", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"] = "demo", seed: int = 0,
                     device: Literal["auto", "cpu", "cuda"] = "auto", train_overrides: dict[str, Any] | None = None,
-                    backbone: str | None = None) -> dict[str, Any]:
+                    backbone: str | None = None, weights: Literal["official", "random"] = "official"
+                    ) -> dict[str, Any]:
     """Synthetic raw media to an evaluated VL-PET model, every stage cached and in the lineage.
 
     Args:
@@ -44,8 +53,10 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
         seed: seed of the synthetic data (same seed, byte-identical files)
         device: where extraction, training and evaluation run
         train_overrides: training config fields for both presets (default: the scale's)
-        backbone: a pretrained BART/T5 for both presets: a local directory, or bart-base / t5-base in the local
-            Hugging Face cache (default: tiny-bart, random init denoised on the synthetic text)
+        backbone: a pretrained BART/T5 for both presets: a local directory, or bart-base / t5-base (default with
+            official weights: bart-base; with random weights: tiny-bart, random init denoised on the synthetic text)
+        weights: official (OpenAI's CLIP and a pretrained backbone, downloaded into the Hugging Face cache on first
+            use) or random (random CLIP and the denoised tiny-bart: offline and fast; recorded as such)
     """
     from flows.lineage import LineageStore
     from flows.runs import load_train_config
@@ -53,7 +64,14 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
     from vlpet.train import IMAGE_TASKS, VIDEO_TASKS
 
     t_all = time.perf_counter()
-    overrides = demo_overrides(scale, backbone, train_overrides)  # a backbone without weights fails here
+    from vlpet.hub import check_weights
+
+    check_weights(weights)
+    backbone = demo_backbone(backbone, weights)
+    # Weights that cannot be had (a backbone without any, official weights offline) fail here, before any work.
+    overrides = demo_overrides(scale, backbone, train_overrides, weights)
+    clip_keys = ensure_clip_weights(weights)
+    notes = data_notes(weights, clip_keys)
     work = Path(workdir).resolve()
     root, mirror = work / "data", work / "mirror"
     data = str(root)
@@ -65,7 +83,8 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
                 for d in DATASETS}
     stores = {kind: str(root / "stores" / name) for kind, name in EXTRACTORS.items()}
     extracted = {kind: extract_task.submit({"media": str(root / "raw"), "store": stores[kind],
-                                            "extractor": EXTRACTORS[kind], "device": device, "root": data},
+                                            "extractor": EXTRACTORS[kind], "device": device, "root": data,
+                                            "weights": weights},
                                            upstream=list(downloads.values())) for kind in EXTRACTORS}
     kinds = {**{t: "images" for t in IMAGE_TASKS}, **{t: "videos" for t in VIDEO_TASKS}}
     built = {t: build_task.submit({"task": t, "store": stores[kind], "root": data, "splits": list(task_splits(t))},
@@ -78,19 +97,22 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
         run_dir = str(work / "runs" / preset_name)
         trained[kind] = train_task.submit(
             {"config": cfg.model_dump(mode="json"), "out": run_dir, "root": data, "device": device},
-            upstream=[*(built[t] for t in cfg.tasks), *previous], options={"data_notes": DATA_NOTES})
+            upstream=[*(built[t] for t in cfg.tasks), *previous], options={"data_notes": notes})
         evaluated[kind] = evaluate_task.submit({"run_dir": run_dir, "root": data, "split": "test", "device": device},
                                                upstream=[trained[kind]])
         previous = [evaluated[kind]]
     evals = {kind: f.result() for kind, f in evaluated.items()}
     report = report_task.submit({"workdir": str(work), "root": data, "scale": scale, "seed": seed,
-                                 "metrics": [e["metrics_path"] for e in evals.values()], "notes": DATA_NOTES},
+                                 "metrics": [e["metrics_path"] for e in evals.values()], "notes": notes},
                                 upstream=list(evaluated.values())).result()
     stages = {"synthesize": [synth.result()], "download": [f.result() for f in downloads.values()],
               "prepare": [f.result() for f in prepared.values()], "extract": [f.result() for f in extracted.values()],
               "build": [f.result() for f in built.values()], "train": [f.result() for f in trained.values()],
               "evaluate": list(evals.values()), "report": [report]}
-    summary = write_report(work, report, stages, str(LineageStore(root).path), time.perf_counter() - t_all)
+    weights_used = {"choice": weights, "clip": clip_keys,
+                    "backbone": {kind: r.get("backbone") for kind, r in zip(PRESETS, stages["train"], strict=True)}}
+    summary = write_report(work, report, stages, str(LineageStore(root).path), time.perf_counter() - t_all,
+                           weights=weights_used)
     _publish(summary, stages, data)
     return summary
 

@@ -33,6 +33,7 @@ Dataset = Literal["coco", "vqa", "gqa", "nlvr2", "tvqa", "how2qa", "tvc", "yc2c"
 TaskName = Literal["vqa", "gqa", "nlvr2", "coco", "tvqa", "how2qa", "tvc", "yc2c"]
 Extractor = Literal["clip-rn101-grid", "clip-vit-b32-grid", "clip-vit-b16-grid", "clip-vit-b32-video"]
 Device = Literal["auto", "cpu", "cuda"]
+Weights = Literal["official", "random"]
 
 
 # ================================================================================================ flows
@@ -79,7 +80,7 @@ def extract_features_flow(media: str, store: str, extractor: Extractor = DEFAULT
                           cluster: str | None = None, batch_size: int | None = None, workers: int | None = None,
                           pretrained: str | None = None, media_root: str | None = None, root: str | None = None,
                           shards: int | None = None, device_decode: bool = False,
-                          force: bool = False) -> dict[str, Any]:
+                          force: bool = False, weights: Weights = "official") -> dict[str, Any]:
     """Features of every image/video under media into the store (incremental; one snapshot; Dask optional).
 
     Args:
@@ -90,12 +91,15 @@ def extract_features_flow(media: str, store: str, extractor: Extractor = DEFAULT
         cluster: Dask scale-out: local:N, local-cuda or tcp://host:port (empty: this process)
         batch_size: media per forward (default: 8 on CPU, 128 on GPU; videos 2 / 4)
         workers: decoding processes (default: one per spare core)
-        pretrained: a local weights file, or an open_clip tag cached locally
+        pretrained: other weights than OpenAI's: a local weights file, or an open_clip tag (downloaded from the
+            Hugging Face hub on first use)
         media_root: with a media index: the folder its rel_paths are relative to
         root: the data root for cache and lineage (default: $VLPET_DATA_ROOT, else the store's parent)
         shards: Dask shards (default: one per worker)
         device_decode: decode JPEGs in batches on the device (a separate store spec)
         force: run even when the stage cache holds a valid result
+        weights: official (OpenAI's CLIP, or pretrained; downloaded into the Hugging Face cache on first use) or
+            random (random init, recorded in the store and the lineage)
     """
     options: dict[str, Any] = {"force": force}
     if cluster:
@@ -107,7 +111,7 @@ def extract_features_flow(media: str, store: str, extractor: Extractor = DEFAULT
                                                           workers=0 if workers is None else workers))
     params = {"media": media, "store": store, "extractor": extractor, "device": device, "batch_size": batch_size,
               "workers": workers, "pretrained": pretrained, "media_root": media_root, "root": root,
-              "device_decode": device_decode}
+              "device_decode": device_decode, "weights": weights}
     # Forked DataLoader workers are safe here: flows.forksafe drops Prefect's at-exit hooks in forked children.
     result = extract_task.submit(params, options=options).result()
     name = Path(store).name
@@ -141,7 +145,7 @@ def build_dataset_flow(task: TaskName, store: str, root: str = "data", splits: l
 @flow(name="train", persist_result=False, log_prints=True)
 def train_flow(out: str, preset: str | None = "synthetic-image", config: str | None = None, root: str = "data",
                tasks_dir: str | None = None, overrides: dict[str, Any] | None = None, device: Device = "auto",
-               force: bool = False) -> dict[str, Any]:
+               force: bool = False, weights: Weights | None = None) -> dict[str, Any]:
     """Train a preset (or a JSON config) on the task tables into a run directory (cached, resumable).
 
     Args:
@@ -153,10 +157,13 @@ def train_flow(out: str, preset: str | None = "synthetic-image", config: str | N
         overrides: config fields to override, e.g. {"epochs": 2}
         device: where training runs
         force: run even when the stage cache holds a valid result
+        weights: official (the backbone's public checkpoint, downloaded into the Hugging Face cache on first use)
+            or random (random init of the backbone); empty: the config's (official by default)
     """
     from flows.runs import load_train_config
 
-    cfg = load_train_config(None if config else preset, config, overrides)
+    cfg = load_train_config(None if config else preset, config,
+                            {**(overrides or {}), **({"weights": weights} if weights is not None else {})})
     params = {"config": cfg.model_dump(mode="json"), "out": out, "root": root, "tasks_dir": tasks_dir,
               "device": device}
     result = train_task.submit(params, options={"force": force}).result()

@@ -164,18 +164,19 @@ def pretraining_max_length(tasks: Sequence[str]) -> int:
 
 
 def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
-    """The backbone to build and its tokenizer. Pretrained weights on disk are used as they are; a random
-    backbone gets a BPE tokenizer trained on the data's text and, when ``cfg.pretrain`` is set, a short
+    """The backbone to build and its tokenizer. Pretrained weights (a directory, or the official checkpoint that
+    ``ensure_backbone_weights`` fetched) are used as they are; a random backbone gets a BPE tokenizer trained
+    on the data's text and, when ``cfg.pretrain`` is set, a short
     denoising pre-training (``vlpet.pretrain``), recorded in config.json and the model's origin."""
     from transformers.utils import logging as hf_logging
 
-    from vlpet.backbones import architecture_config, pretrained_available
+    from vlpet.backbones import architecture_config, has_official_weights
     from vlpet.pretrain import denoising_pretrain, pretraining_record
     from vlpet.tokenization import train_tokenizer
 
     hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars are noise in a training log
 
-    if pretrained_available(cfg.backbone):
+    if Path(cfg.backbone).expanduser().is_dir() or (cfg.weights == "official" and has_official_weights(cfg.backbone)):
         return cfg.backbone, None, pretraining_record(cfg.backbone)  # a vlpet-denoised directory says so
     family = "t5" if architecture_config(cfg.backbone).model_type == "t5" else "bart"
     out = run_dir / "backbone"
@@ -197,6 +198,15 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
                                 mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout,
                                 max_length=pretraining_max_length(cfg.tasks))
     return str(out), None, record
+
+
+def ensure_backbone_weights(cfg: TrainConfig) -> None:
+    """Fetch (or find in the cache) the official checkpoint ``cfg`` trains from, when it uses one; raises
+    :class:`vlpet.hub.WeightsUnavailableError` naming what is missing."""
+    from vlpet.backbones import fetch_backbone
+
+    if cfg.weights == "official":
+        fetch_backbone(cfg.backbone)
 
 
 def feature_stats(datasets: Mapping[str, Any], max_examples: int = 256) -> tuple[list[float], list[float]]:
@@ -239,6 +249,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     dev = resolve_device(device, dist.local_rank)
     init_process_group(dist, dev)
     tables = describe_tables(tasks_dir, cfg)
+    ensure_backbone_weights(cfg)  # before anything is written: weights that cannot be had stop the run here
     if (run_dir / CONFIG_FILE).is_file():
         same_config, same_data = _same_config(run_dir, cfg), _same_tables(run_dir, tables)
         if same_config and same_data and (run_dir / "train_summary.json").is_file():
@@ -272,7 +283,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, tok = build_model(backbone, _method(cfg), feat_dim=cfg.feat_dim, tokenizer=tok, seed=cfg.seed,
-                                 visual=visual, dropout=cfg.dropout)
+                                 visual=visual, dropout=cfg.dropout, weights=cfg.weights)
     torch.manual_seed(cfg.seed)
     trainable, total = count_parameters(model)
     config = {
@@ -445,9 +456,11 @@ def _notes(saved: Mapping[str, Any]) -> list[str]:
         notes.append(f"Backbone: {p['origin']} ({p['steps']} steps, batch {p['batch_size']}, lr {p['lr']}); "
                      "not a public pretrained checkpoint, so the scores are not comparable to the paper's.")
     elif not bb.get("pretrained", True):
-        notes.append(f"Backbone {bb.get('name')} has RANDOM weights (no pretrained checkpoint on this machine).")
+        notes.append(f"Backbone {bb.get('name')} has RANDOM weights (--weights random, or a test architecture "
+                     "without public weights).")
     else:
-        notes.append(f"Backbone {bb.get('name')}: {bb.get('origin', bb.get('source'))}.")
+        sha = f", model.safetensors sha256 {bb['sha256']}" if bb.get("sha256") else ""
+        notes.append(f"Backbone {bb.get('name')}: {bb.get('origin', bb.get('source'))} ({bb.get('source')}{sha}).")
     notes.append("Scores are fractions (coco-caption scale for CIDEr), not x100 as in the paper's tables.")
     notes.extend(saved.get("data_notes") or [])
     return notes

@@ -114,7 +114,11 @@ def extract(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]"),
     batch_size: int = typer.Option(None, "--batch-size", help="default: 8 on CPU, 128 on GPU (videos: 2 / 4)"),
     workers: int = typer.Option(None, help="decoding processes (default: one per spare core)"),
-    pretrained: str = typer.Option(None, help="a local weights file, or an open_clip tag cached locally"),
+    pretrained: str = typer.Option(None, help="other weights than OpenAI's: a local weights file, or an open_clip "
+                                   "pretrained tag (downloaded from the Hugging Face hub on first use)"),
+    weights: str = typer.Option("official", "--weights", help="official (default: OpenAI's CLIP, or --pretrained; "
+                                "downloaded on first use into the Hugging Face cache) | random (random init, for "
+                                "tests; recorded in the store)"),
     media_root: Path = typer.Option(None, help="with a media index: the folder its rel_paths are relative to"),
     device_decode: bool = typer.Option(False, help="decode JPEGs in batches on the device (nvJPEG on a GPU); "
                                        "a separate store spec (its resize differs slightly from PIL's)"),
@@ -127,6 +131,7 @@ def extract(
     """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
     from features.store import StoreError
     from flows.stages import run_extract
+    from vlpet.hub import WeightsUnavailableError
 
     def waiting(holder: str) -> None:
         typer.echo(f"waiting: another extraction is writing to {store} ({holder}); this run starts when it ends "
@@ -136,8 +141,8 @@ def extract(
         r = run_extract(media, store, extractor=extractor, device=device, batch_size=batch_size, workers=workers,
                         pretrained=pretrained, media_root=str(media_root) if media_root else None,
                         device_decode=device_decode, root=str(root) if root else None, force=force, progress=True,
-                        wait=not no_wait, on_wait=waiting)
-    except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
+                        wait=not no_wait, on_wait=waiting, weights=weights)
+    except (ValueError, KeyError, FileNotFoundError, StoreError, WeightsUnavailableError) as e:
         raise _fail(e, 2) from None
     typer.echo(f"{r['extractor']} on {r['device']}: {r['items']} media, {r['extracted']} extracted, "
                f"{r['reused']} reused, {r['deleted']} deleted, {len(r['quarantined'])} quarantined; "
@@ -147,7 +152,7 @@ def extract(
     for refused in r.get("refused", []):
         typer.echo(f"  refused {refused['rel_path']}: {refused['reason']}")
     if r["random_init"]:
-        typer.echo("  WARNING: random-init weights (no --pretrained file or cached tag): features are not CLIP's")
+        typer.echo("  WARNING: random-init weights (--weights random): features are not CLIP's")
     typer.echo(f"snapshot {r['snapshot']} (content {str(r['content_digest'])[:16]}) in {r['store']}")
     typer.echo(_cache_line(r) + f" (`vlpet lineage {r['store']}`)")
 

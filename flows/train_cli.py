@@ -40,6 +40,9 @@ def train(
     preset: str | None = typer.Option(None, help="a preset name (see `vlpet presets`)"),
     config: Path | None = typer.Option(None, help="a JSON training config instead of a preset"),
     overrides: list[str] = typer.Option([], "--set", help="override a config field: KEY=VALUE (repeatable)"),
+    weights: str | None = typer.Option(None, "--weights", help="official (the config's default: the backbone's "
+                                       "public checkpoint, downloaded into the Hugging Face cache on first use) | "
+                                       "random (random init of the backbone architecture)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     evaluate: bool = typer.Option(True, help="evaluate on the test splits when training ends"),
     replace: bool = typer.Option(False, help="if --out holds a run of another config or data, move it aside "
@@ -58,13 +61,15 @@ def train(
     from flows.stages import run_evaluate, run_train
     from vlpet.backbones import check_backbone_name
     from vlpet.checkpoint import CheckpointCorruptError
+    from vlpet.hub import WeightsUnavailableError
     from vlpet.train import dist_from_env
 
     hint = "--config" if config is not None else "--preset/--set"
     try:
-        cfg = load_train_config(preset, config, parse_overrides(overrides))
+        cfg = load_train_config(preset, config, {**parse_overrides(overrides),
+                                                 **({"weights": weights} if weights is not None else {})})
     except (ValueError, ValidationError) as e:
-        raise typer.BadParameter(str(e), param_hint=hint) from None
+        raise typer.BadParameter(str(e), param_hint=hint if weights is None else hint + "/--weights") from None
     try:
         check_backbone_name(cfg.backbone)
     except ValueError as e:
@@ -74,6 +79,9 @@ def train(
     try:
         result = run_train(cfg, root, out, tasks_dir=data, device=device, progress=progress, replace=replace,
                            force=force, record=main)
+    except WeightsUnavailableError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
     except (StoreError, CheckpointCorruptError) as e:
         if _debug():
             raise

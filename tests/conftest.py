@@ -176,3 +176,32 @@ def task_tokenizer():
     words = ("vqa gpa nlvr caption tvqa how2qa tvc yc2c [Subs] [Q] [TS] [Choices] a0 a1 a2 a3 a4 true false "
              "what how many color is the shapes circle square triangle red green blue orange purple")
     return train_tokenizer([words] * 4, "bart", vocab_size=400)
+
+
+@pytest.fixture(scope="module")
+def prefect_ephemeral(tmp_path_factory):
+    """A private PREFECT_HOME and a temporary ephemeral API (fresh SQLite), analytics off; the variables are
+    also in the environment so Dask worker processes see the same settings."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "PREFECT_API_URL": "",
+           "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        if v:
+            mp.setenv(k, v)
+        else:
+            mp.delenv(k, raising=False)
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    with temporary_settings({PREFECT_HOME: str(home), PREFECT_SERVER_ANALYTICS_ENABLED: False,
+                             PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90}):
+        with prefect_test_harness(server_startup_timeout=90):
+            yield home
+    mp.undo()

@@ -1,7 +1,8 @@
-"""Backbone resolution (local dir, local HF cache, random fallback) and checkpoint safety/errors."""
+"""Backbone resolution (local dir, local HF cache, random only by name) and checkpoint safety/errors."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import BartForConditionalGeneration
 
+from tests.hub_server import use_hub
 from vlpet import (
     CheckpointMismatchError,
     build_model,
@@ -25,6 +27,7 @@ from vlpet import (
 )
 from vlpet.backbones import RandomWeightsWarning, architecture_config, load_backbone
 from vlpet.checkpoint import FROZEN_NAME, TRAINABLE_NAME
+from vlpet.hub import WeightsUnavailableError
 from vlpet.tokenization import vis_extra_id
 
 FEAT = 32
@@ -37,15 +40,16 @@ def _save_plain_bart(directory: Path, vocab_without_vl: int) -> None:
     BartForConditionalGeneration(cfg).save_pretrained(directory)
 
 
-def test_random_fallback_warns_loudly_and_is_recorded():
+def test_random_weights_only_by_name_warn_loudly_and_are_recorded(monkeypatch, tmp_path):
     with pytest.warns(RandomWeightsWarning, match="RANDOM WEIGHTS"):
-        _, info = load_backbone("bart-base", d_model=64, encoder_layers=1, decoder_layers=1,
+        _, info = load_backbone("bart-base", weights="random", d_model=64, encoder_layers=1, decoder_layers=1,
                                 encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
                                 decoder_attention_heads=2)
     assert info.pretrained is False and info.source == "random:bart-base"
     assert "RANDOM" in info.as_dict()["origin"]
-    with pytest.raises(FileNotFoundError, match="no pretrained weights"):
-        load_backbone("bart-base", allow_random=False)
+    use_hub(monkeypatch, None, tmp_path / "hf")  # offline, empty cache: official weights are an error, not random
+    with pytest.raises(WeightsUnavailableError, match=r"facebook/bart-base \(file config.json\)"):
+        load_backbone("bart-base")
 
 
 def test_unknown_names_are_clear_errors():
@@ -93,7 +97,7 @@ def test_local_directory_backbone_adds_vl_tokens_and_saves_added_rows(tmp_path):
     assert torch.equal(a, b)
 
 
-def test_hf_cache_resolution_in_subprocess(tmp_path):
+def test_hf_cache_resolution_in_subprocess(tmp_path, tokenizers):
     """The real offline hub-cache path: a snapshot of 'facebook/bart-base' in HF_HUB_CACHE is found."""
     cache = tmp_path / "hub"
     snap = cache / "models--facebook--bart-base" / "snapshots" / ("0" * 40)
@@ -101,6 +105,7 @@ def test_hf_cache_resolution_in_subprocess(tmp_path):
     (cache / "models--facebook--bart-base" / "refs").mkdir()
     (cache / "models--facebook--bart-base" / "refs" / "main").write_text("0" * 40)
     BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(snap)
+    tokenizers["bart"].save_pretrained(snap)  # tokenizer.json, as the hub repo has
     code = textwrap.dedent("""
         import json, warnings
         from vlpet.backbones import load_backbone, RandomWeightsWarning
@@ -112,7 +117,8 @@ def test_hf_cache_resolution_in_subprocess(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    assert info["pretrained"] is True and info["source"] == "hf-cache:facebook/bart-base"
+    assert info["pretrained"] is True and info["source"] == "hf:facebook/bart-base@" + "0" * 40
+    assert info["sha256"] == hashlib.sha256((snap / "model.safetensors").read_bytes()).hexdigest()
 
 
 def test_checkpoint_for_other_method_or_backbone_is_refused(tokenizers, tmp_path):

@@ -45,7 +45,8 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
     for key in ("PREFECT_API_URL", "PREFECT_HOME"):  # the demo's own defaults: Prefect state under the workdir
         env.pop(key, None)
     work = tmp_path / "demo"
-    first = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", env=env)
+    first = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", "--weights", "random",
+                   env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     report = json.loads((work / "report.json").read_text())
     assert set(report["tasks"]) == TASKS
@@ -58,6 +59,7 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
         assert 1 <= v["distinct_predictions"] <= v["n"], task
         assert report["constant_output"][task] == (v["top_prediction_share"] >= 0.95), task
     assert report["feature_stores"]["images"]["random_init_weights"] is True
+    assert report["weights"]["choice"] == "random" and "random-init" in report["weights"]["clip"]["images"]
     assert report["feature_stores"]["images"]["extracted"] == report["feature_stores"]["images"]["media"] > 0
     assert set(report["timings_s"]) >= {"synthesize", "download", "prepare", "extract", "build_tasks", "train",
                                         "evaluate", "total"}
@@ -73,7 +75,8 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
     assert all(n.get("flags", {}).get("synthetic_data") for n in nodes if n.get("kind") in ("metrics", "checkpoint"))
     assert any(n.get("flags", {}).get("random_init_weights") for n in nodes if n.get("kind") == "checkpoint")
 
-    second = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", env=env)
+    second = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", "--weights", "random",
+                    env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     again = json.loads((work / "report.json").read_text())
     for stage, hits in again["cache_hits"].items():

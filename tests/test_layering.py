@@ -17,7 +17,7 @@ FORBIDDEN = {
 }
 # The only vlpet modules features may use: the shared helpers, which import nothing of the project (checked
 # below), so the feature code never pulls in the model library.
-FEATURES_MAY_USE = {"vlpet.atomic", "vlpet.provenance", "vlpet.device"}
+FEATURES_MAY_USE = {"vlpet.atomic", "vlpet.provenance", "vlpet.device", "vlpet.hub"}
 # Import cycles known and being removed; each must still exist, so the entry is deleted as soon as the cycle is
 # gone. (Empty: the flows restructure removed demo <-> model_flows <-> prefect_flows.)
 KNOWN_CYCLES: list[set[str]] = []

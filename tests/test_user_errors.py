@@ -62,7 +62,8 @@ def index_escaping_root(t: Path) -> list[str]:
              "size": inside.stat().st_size},
             {"media_id": "x", "rel_path": f"{os.pardir}/outside.jpg", "sha256": "0" * 64, "kind": "image", "size": 1}]
     return ["extract", "--media", str(_index(t / "index.arrow", rows)), "--media-root", str(t / "media"),
-            "--store", str(t / "out"), "--extractor", "clip-vit-b32-grid", "--device", "cpu", "--workers", "0"]
+            "--store", str(t / "out"), "--extractor", "clip-vit-b32-grid", "--device", "cpu", "--workers", "0",
+            "--weights", "random"]
 
 
 def pretrained_garbage(t: Path) -> list[str]:

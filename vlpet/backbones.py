@@ -1,11 +1,15 @@
-"""Backbones: resolve a name to a Hugging Face BART/T5 encoder-decoder, pretrained when it is on disk.
+"""Backbones: resolve a name to a Hugging Face BART/T5 encoder-decoder, official pretrained weights by default.
 
-Resolution order for a name (``bart-base``, ``facebook/bart-base``, ``t5-base``, ``google-t5/t5-base``,
-``tiny-bart``, ``tiny-t5``, or a directory):
+Resolution of a name (``bart-base``, ``facebook/bart-base``, ``t5-base``, ``google-t5/t5-base``, ``tiny-bart``,
+``tiny-t5``, or a directory) with ``weights="official"`` (the default):
 1. a local directory holding ``config.json`` (``save_pretrained`` output or a hub snapshot);
-2. the local Hugging Face cache (``local_files_only=True``; nothing is ever downloaded);
-3. the architecture config with random weights, with a loud warning; ``BackboneInfo.pretrained`` is
-   False, and the model config, checkpoints and lineage record it.
+2. ``bart-base`` / ``t5-base``: the public checkpoint ``facebook/bart-base`` / ``google-t5/t5-base`` (weights,
+   config and tokenizer files), downloaded on first use into the standard Hugging Face cache through
+   ``vlpet.hub`` (huggingface_hub, the same cache transformers uses; verified against the hub's sha256) and
+   read from there afterwards. Not obtainable: :class:`vlpet.hub.WeightsUnavailableError`, never a fallback;
+3. ``tiny-bart`` / ``tiny-t5``: test architectures that have no public weights, always random.
+``weights="random"``: the architecture config with random weights, asked for by name (tests, benchmarks, the
+offline demo); ``BackboneInfo.pretrained`` is False, and the model config, checkpoints and lineage record it.
 Tested with transformers 5.23 (the range in pyproject.toml is >=5.0,<6).
 """
 
@@ -28,6 +32,7 @@ from transformers import (
 )
 
 from vlpet.config import Family
+from vlpet.hub import HubFile, check_weights, hub_file
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +63,22 @@ _TINY_BART = {**_BART_BASE, **dict(d_model=128, encoder_layers=2, decoder_layers
 _TINY_T5 = {**_T5_BASE, **dict(d_model=128, d_kv=32, d_ff=512, num_layers=2, num_decoder_layers=2, num_heads=4)}
 
 ARCHITECTURES: dict[str, tuple[Family, dict[str, Any], tuple[str, ...]]] = {
-    # name: (family, config, hub ids to look for in the local cache)
+    # name: (family, config, hub ids of its official weights)
     "bart-base": ("bart", _BART_BASE, ("facebook/bart-base",)),
-    "t5-base": ("t5", _T5_BASE, ("google-t5/t5-base", "t5-base")),
+    "t5-base": ("t5", _T5_BASE, ("google-t5/t5-base",)),
     "tiny-bart": ("bart", _TINY_BART, ()),
     "tiny-t5": ("t5", _TINY_T5, ()),
 }
 _ALIASES = {"facebook/bart-base": "bart-base", "google-t5/t5-base": "t5-base", "t5": "t5-base", "bart": "bart-base"}
+# The files of an official checkpoint: required ones, then ones a repo may or may not have (a 404 is fine).
+# Safetensors only: weights are never unpickled.
+OFFICIAL_FILES: dict[Family, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "bart": (("config.json", "model.safetensors", "tokenizer.json"),
+             ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+              "merges.txt")),
+    "t5": (("config.json", "model.safetensors", "tokenizer.json"),
+           ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json", "spiece.model")),
+}
 
 
 @dataclass
@@ -74,12 +88,14 @@ class BackboneInfo:
     name: str
     family: Family
     pretrained: bool
-    source: str  # a path, "hf-cache:<id>", or "random:<arch>"
+    source: str  # a path, "hf:<repo id>@<commit>", or "random:<arch>"
     origin: str = ""  # human-readable: public checkpoint, vlpet denoising pre-training, or random init
+    sha256: str | None = None  # of the hub checkpoint's model.safetensors
+    path: str | None = None  # the local folder the weights were read from (a hub snapshot or a directory)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "pretrained": self.pretrained, "source": self.source,
-                "origin": self.origin}
+                "origin": self.origin, "sha256": self.sha256}
 
 
 def canonical_name(name: str) -> str:
@@ -127,12 +143,42 @@ def _from_pretrained(path_or_id: str, local_only: bool, dropout: float | None = 
                                                 **dropout_overrides(family, dropout))
 
 
-def load_backbone(name: str, *, allow_random: bool = True, dropout: float | None = None, **config_overrides: Any
-                  ) -> tuple[PreTrainedModel, BackboneInfo]:
-    """Load a backbone by name or path: pretrained if on disk, else random weights with a loud warning.
+def official_repo(name: str) -> str | None:
+    """The hub repo of a named backbone's official weights (None for a directory or a tiny test architecture)."""
+    if Path(name).expanduser().is_dir():
+        return None
+    key = canonical_name(name)
+    if key not in ARCHITECTURES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(ARCHITECTURES)} (or a local directory)")
+    hub_ids = ARCHITECTURES[key][2]
+    return hub_ids[0] if hub_ids else None
 
-    ``dropout`` (None: the checkpoint's own) replaces every dropout probability of the backbone, pretrained
-    or not; ``config_overrides`` shape a random backbone only."""
+
+def fetch_backbone(name: str) -> list[HubFile]:
+    """Every file of a named backbone's official checkpoint, from the hub cache (downloaded on first use, all at
+    the commit ``main`` pointed to when ``config.json`` was resolved); [] for names without official weights.
+    Raises :class:`vlpet.hub.WeightsUnavailableError` when they cannot be had."""
+    repo = official_repo(name)
+    if repo is None:
+        return []
+    family = ARCHITECTURES[canonical_name(name)][0]
+    required, optional = OFFICIAL_FILES[family]
+    how = dict(fetch_name=canonical_name(name), alternative="a local checkpoint directory: --backbone DIR")
+    config = hub_file(repo, required[0], **how)
+    assert config is not None
+    files = [config]
+    for fname in (*required[1:], *optional):
+        got = hub_file(repo, fname, revision=config.revision, required=fname in required, **how)
+        if got is not None:
+            files.append(got)
+    return files
+
+
+def load_backbone(name: str, *, weights: str = "official", dropout: float | None = None, **config_overrides: Any
+                  ) -> tuple[PreTrainedModel, BackboneInfo]:
+    """Load a backbone by name or path: official pretrained weights unless ``weights="random"`` (see the module
+    docstring). ``dropout`` (None: the checkpoint's own) replaces every dropout probability of the backbone,
+    pretrained or not; ``config_overrides`` shape a random backbone only."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -140,25 +186,21 @@ def load_backbone(name: str, *, allow_random: bool = True, dropout: float | None
         model = _from_pretrained(str(path), local_only=True, dropout=dropout)
         record = path / "vlpet_pretraining.json"
         origin = json.loads(record.read_text())["origin"] if record.is_file() else f"local checkpoint {path}"
-        return model, BackboneInfo(str(path), family_of_config(model.config), True, str(path.resolve()), origin)
+        return model, BackboneInfo(str(path), family_of_config(model.config), True, str(path.resolve()), origin,
+                                   path=str(path.resolve()))
     key = canonical_name(name)
-    if key not in ARCHITECTURES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(ARCHITECTURES)} (or a local directory)")
-    family, _, hub_ids = ARCHITECTURES[key]
-    for hub_id in hub_ids:
-        try:
-            model = _from_pretrained(hub_id, local_only=True, dropout=dropout)
-        except (OSError, ValueError):
-            continue
-        return model, BackboneInfo(key, family, True, f"hf-cache:{hub_id}", f"public checkpoint {hub_id}")
-    if not allow_random:
-        raise FileNotFoundError(
-            f"no pretrained weights for {name!r} on this machine (looked in the local HF cache for "
-            f"{', '.join(hub_ids) or 'nothing: tiny presets are random by design'}); pass a local directory")
-    message = (f"RANDOM WEIGHTS: no pretrained weights for backbone {key!r} were found locally; building it "
-               f"from its architecture config with random initialisation. Results will not be comparable to "
-               f"the paper's.")
-    if hub_ids:
+    repo = official_repo(name)
+    family = ARCHITECTURES[key][0]
+    if check_weights(weights) == "official" and repo is not None:
+        files = fetch_backbone(key)
+        snapshot = Path(files[0].path).parent
+        weights_file = next(f for f in files if f.filename == "model.safetensors")
+        model = _from_pretrained(str(snapshot), local_only=True, dropout=dropout)
+        return model, BackboneInfo(key, family, True, f"hf:{repo}@{files[0].revision}", f"public checkpoint {repo}",
+                                   sha256=weights_file.sha256, path=str(snapshot))
+    if repo is not None:
+        message = (f"RANDOM WEIGHTS (--weights random): building backbone {key!r} from its architecture config "
+                   "with random initialisation. Results will not be comparable to the paper's.")
         warnings.warn(message, RandomWeightsWarning, stacklevel=2)
         log.warning(message)
     model = _model_class(family)(architecture_config(key, **{**config_overrides, **dropout_overrides(family, dropout)}))
@@ -166,16 +208,23 @@ def load_backbone(name: str, *, allow_random: bool = True, dropout: float | None
 
 
 def load_pretrained_tokenizer(info: BackboneInfo):  # -> PreTrainedTokenizerBase | None
-    """The backbone's own tokenizer when it is on disk, else None (see ``vlpet.tokenization``)."""
+    """The backbone's own tokenizer (from the folder its weights came from), else None (see
+    ``vlpet.tokenization``)."""
     from transformers import AutoTokenizer
 
     if not info.pretrained:
         return None
-    source = info.source.removeprefix("hf-cache:")
+    source = info.path or info.source
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError):
         return None
+
+
+def has_official_weights(name: str) -> bool:
+    """Whether ``name`` is a directory or a backbone with official hub weights (``weights="official"`` loads
+    pretrained weights for it), rather than a test architecture that is random by design."""
+    return Path(name).expanduser().is_dir() or official_repo(name) is not None
 
 
 def check_backbone_name(name: str) -> None:
@@ -189,21 +238,3 @@ def check_backbone_name(name: str) -> None:
     if canonical_name(name) not in ARCHITECTURES:
         raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(ARCHITECTURES)} or a local directory "
                          f"with a saved BART/T5 model")
-
-
-def pretrained_available(name: str) -> bool:
-    """Whether ``load_backbone(name)`` would find pretrained weights on disk (without loading them)."""
-    from transformers import AutoConfig
-
-    if Path(name).expanduser().is_dir():
-        return True
-    key = canonical_name(name)
-    if key not in ARCHITECTURES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(ARCHITECTURES)} (or a local directory)")
-    for hub_id in ARCHITECTURES[key][2]:
-        try:
-            AutoConfig.from_pretrained(hub_id, local_files_only=True)
-            return True
-        except (OSError, ValueError):
-            continue
-    return False

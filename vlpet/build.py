@@ -38,14 +38,16 @@ def resolve_method(method: str | MethodConfig) -> MethodConfig:
 
 
 def build_model(backbone: str = "bart-base", method: str | MethodConfig = "vl-pet-large", *, feat_dim: int = 2048,
-                tokenizer: Any = None, visual: VisualConfig | None = None, allow_random: bool = True,
+                tokenizer: Any = None, visual: VisualConfig | None = None, weights: str = "official",
                 seed: int | None = None, vocab_size: int | None = None, dropout: float | None = None,
                 **backbone_overrides: Any) -> tuple[VLSeq2Seq, Any]:
     """Load ``backbone``, add the VL special tokens, the visual projector and ``method``'s modules.
 
-    Returns ``(model, tokenizer)``. The tokenizer is the backbone's own when on disk (with the VL
-    special tokens added), else the one you pass (e.g. from ``vlpet.tokenization.train_tokenizer``),
-    else None: the vocabulary is then sized like the public tokenizer's (BART 50465, T5 32200).
+    Returns ``(model, tokenizer)``. ``weights``: ``official`` (default: the backbone's public checkpoint,
+    downloaded on first use; see ``vlpet.backbones``) or ``random``. The tokenizer is the backbone's own when it
+    is pretrained (with the VL special tokens added), else the one you pass (e.g. from
+    ``vlpet.tokenization.train_tokenizer``), else None: the vocabulary is then sized like the public tokenizer's
+    (BART 50465, T5 32200).
     ``seed`` makes random initialisation reproducible; ``dropout`` (None: the backbone's own) replaces every
     dropout probability of the backbone.
     """
@@ -55,7 +57,7 @@ def build_model(backbone: str = "bart-base", method: str | MethodConfig = "vl-pe
     overrides = dict(backbone_overrides)
     if tokenizer is not None:
         overrides.setdefault("vocab_size", len(tokenizer))
-    hf, info = load_backbone(backbone, allow_random=allow_random, dropout=dropout, **overrides)
+    hf, info = load_backbone(backbone, weights=weights, dropout=dropout, **overrides)
     if tokenizer is None and info.pretrained:
         tokenizer = load_pretrained_tokenizer(info)
         if tokenizer is not None:

@@ -190,5 +190,6 @@ def load_model(directory: str | os.PathLike[str], backbone: str | None = None) -
                 "num_heads", "max_position_embeddings")
         overrides = {k: v for k, v in cfg["backbone_config"].items() if k in keep}
     model, tokenizer = build_model(name, method, tokenizer=tokenizer, visual=VisualConfig(**cfg["visual"]),
-                                   allow_random=not info["pretrained"], vocab_size=cfg["vocab_size"], **overrides)
+                                   weights="official" if info["pretrained"] else "random", vocab_size=cfg["vocab_size"],
+                                   **overrides)
     return load_trainable(model, directory), tokenizer

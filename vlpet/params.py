@@ -47,7 +47,7 @@ def method_param_counts(backbone: str = "bart-base", methods: tuple[str, ...] = 
     for name in methods:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)
-            model, _ = build_model(backbone, name, feat_dim=feat_dim, allow_random=True)
+            model, _ = build_model(backbone, name, feat_dim=feat_dim, weights="random")  # counts: no weights needed
         trainable, total = count_parameters(model)
         out.append(ParamCount(backbone, name, trainable, total))
     return out

@@ -91,7 +91,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     rng = random.Random(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        model, info = load_backbone(backbone, vocab_size=len(tokenizer), dropout=dropout)
+        model, info = load_backbone(backbone, weights="random", vocab_size=len(tokenizer), dropout=dropout)
     if info.pretrained:
         raise ValueError(f"{backbone} already has pretrained weights; denoising pre-training is for random backbones")
     family = info.family

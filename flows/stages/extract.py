@@ -1,10 +1,11 @@
 """The ``extract`` stage: features of every image/video under ``media`` into a feature store (``features``).
 
-Keyed by the media content (a folder's tree digest or a media index's hash), the extractor, weights file,
+Keyed by the media content (a folder's tree digest or a media index's hash), the extractor, the weights choice
+(official or random) and weights file,
 device type, batch size, store path and the ``features`` code. On a miss the store itself is incremental: only
 new or changed media are extracted. Run in this process (``features.engine.extract``) or, with the run option
 ``shard_executor`` (the Dask path of ``flows.dask_shards``), planned, run as shards elsewhere and committed
-once. Records the snapshot (kind ``features``, flagged ``random_init_weights`` when no CLIP weights were found)
+once. Records the snapshot (kind ``features``, flagged ``random_init_weights`` with ``weights="random"``)
 linked to the media it read.
 """
 
@@ -15,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import model_validator
 
@@ -46,6 +47,9 @@ class ExtractParams(StageParams):
     media_root: AbsPath | None = None
     device_decode: bool = False
     root: AbsPath | None = None
+    # official: OpenAI's CLIP (or ``pretrained``), downloaded into the Hugging Face cache on first use; random:
+    # random init, only when asked for by name (recorded in the store and the lineage)
+    weights: Literal["official", "random"] = "official"
 
     @model_validator(mode="after")
     def _defaults(self) -> ExtractParams:
@@ -99,8 +103,8 @@ class Extract(Stage[ExtractParams]):
         counts["quarantined"] = len(report["quarantined"])
         snapshot = Artifact(
             "features", "features", info.path, [media_ref],
-            {"extractor": params.extractor, "pretrained": params.pretrained, "batch_size": params.batch_size,
-             "store": params.store, "weights": info.metadata.get("weights")},
+            {"extractor": params.extractor, "pretrained": params.pretrained, "weights_choice": params.weights,
+             "batch_size": params.batch_size, "store": params.store, "weights": info.metadata.get("weights")},
             sha256=info.content_digest(), device=str(report["device"]), counts=counts,
             timings={"model_seconds": report.get("model_seconds", 0.0)},
             flags={"random_init_weights": bool(report["random_init"])},
@@ -116,7 +120,7 @@ def _in_process(params: ExtractParams, ctx: StageContext) -> dict[str, Any]:
                          batch_size=params.batch_size, workers=params.workers, pretrained=params.pretrained,
                          media_root=params.media_root, progress=ctx.option("progress", False),
                          device_decode=params.device_decode, wait=ctx.option("wait", True),
-                         on_wait=ctx.option("on_wait"))
+                         on_wait=ctx.option("on_wait"), weights=params.weights)
     return {**rep.as_dict(), "shards": 1}
 
 
@@ -143,7 +147,8 @@ def _sharded(params: ExtractParams, ctx: StageContext, executor: ShardExecutor) 
     if params.device_decode:
         raise ValueError("device_decode runs in one process only; drop the cluster option or device_decode")
     job = plan_extraction(params.media, params.store, extractor=params.extractor, pretrained=params.pretrained,
-                          batch_size=params.batch_size, media_root=params.media_root, device=params.device)
+                          batch_size=params.batch_size, media_root=params.media_root, device=params.device,
+                          weights=params.weights)
     n = max(1, ctx.option("shards") or 1)
     job_file = save_job(job, vlpet_dir(ctx.root) / "jobs" / f"{job.run_id}.json")
     counts = list(executor(str(job_file), n)) if job.to_extract else []

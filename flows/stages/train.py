@@ -136,13 +136,14 @@ class Train(Stage[TrainParams]):
         checkpoint = Artifact(
             "checkpoint", "checkpoint", model_dir, train_input_refs(table_inputs(tasks, cfg, "train"), cfg.backbone),
             {"preset": cfg.name, "method": cfg.method, "backbone": cfg.backbone, "lr": cfg.lr, "epochs": cfg.epochs,
-             "batch_size": cfg.batch_size, "seed": cfg.seed}, device=train["device"], counts=counts,
+             "batch_size": cfg.batch_size, "seed": cfg.seed, "weights": cfg.weights}, device=train["device"],
+            counts=counts,
             flags={"random_init_weights": bool(conf["random_init_backbone"])},
             extra={"backbone": conf["backbone"], "backbone_pretraining": conf["backbone_pretraining"],
                    "loss_first": train["loss_first"], "loss_last": train["loss_last"]})
         out = {"run_dir": params.out, "model_dir": str(model_dir), "preset": cfg.name, "steps": train["steps"],
                "loss_first": train["loss_first"], "loss_last": train["loss_last"], "device": train["device"],
-               "train": train, "skipped": result["skipped"]}
+               "backbone": conf["backbone"], "train": train, "skipped": result["skipped"]}
         return StageOutput(out, [str(model_dir)], [checkpoint], counts={"steps": train["steps"]}, main="checkpoint")
 
 

@@ -46,7 +46,7 @@ def _mp4(path: Path, frames: int, fps: int = 10) -> None:
 
 @pytest.fixture(scope="module")
 def rn101(tiny_clip):
-    return get_extractor("clip-rn101-grid", device="cpu")
+    return get_extractor("clip-rn101-grid", device="cpu", weights="random")
 
 
 def test_bad_media_are_quarantined_and_good_ones_extracted(tmp_path, rn101):
@@ -102,7 +102,7 @@ def test_video_features_are_ragged_hero_sampled(tmp_path):
     _mp4(media / "one.mp4", frames=1, fps=10)
     (media / "broken.mp4").write_bytes(b"\x00" * 100)
     report = extract(media, tmp_path / "store", extractor="clip-vit-b32-video", device="cpu", workers=0,
-                     progress=False)
+                     progress=False, weights="random")
     assert report.extracted == 2 and [q["media_id"] for q in report.quarantined] == ["broken"]
     reader = FeatureStore.open_reader(tmp_path / "store")
     assert reader.get("long").shape == (4, 512) and reader.get("one").shape == (1, 512)
@@ -115,7 +115,7 @@ WORKER = textwrap.dedent("""
     open_clip.add_model_config(sys.argv[3])
     from features.engine import extract
     extract(sys.argv[1], sys.argv[2], extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
-            progress=False, flush_rows=2)
+            progress=False, flush_rows=2, weights="random")
 """)
 
 
@@ -139,10 +139,10 @@ def test_killed_extraction_resumes_to_a_bit_identical_snapshot(tmp_path, tiny_cl
     staged = len(list(crashed.glob("runs/*/shards/*/seg-*.arrow")))
     assert staged >= 2 and not list(crashed.glob("snapshots/*"))  # nothing committed, nothing visible
     resumed = extract(media, crashed, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
-                      progress=False, flush_rows=2)
+                      progress=False, flush_rows=2, weights="random")
     assert resumed.extracted <= n - 2 * staged  # the flushed batches were not recomputed
     full = extract(media, clean, extractor="clip-rn101-grid", device="cpu", batch_size=2, workers=0,
-                   progress=False, flush_rows=2)
+                   progress=False, flush_rows=2, weights="random")
     assert resumed.content_digest == full.content_digest
     a, b = FeatureStore.open_reader(crashed), FeatureStore.open_reader(clean)
     for media_id in b.media_ids:
@@ -169,7 +169,7 @@ def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path, tiny_c
     media.mkdir()
     for k in range(7):
         _jpeg(media / f"img{k}.jpg", 50 + k)
-    job = plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu")
+    job = plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu", weights="random")
     (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k), str(tiny_clip)], env=env)
@@ -177,7 +177,7 @@ def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path, tiny_c
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     snapshot = commit_extraction(job)
     single = extract(media, tmp_path / "single", extractor="clip-rn101-grid", device="cpu", batch_size=2,
-                     workers=0, progress=False)
+                     workers=0, progress=False, weights="random")
     sharded = FeatureStore.open_reader(tmp_path / "sharded", snapshot=snapshot)
     reference = FeatureStore.open_reader(tmp_path / "single")
     assert sorted(sharded.media_ids) == sorted(reference.media_ids) == [f"img{k}" for k in range(7)]

@@ -1,8 +1,8 @@
 """features.extractors + features.weights: parity with open_clip's own outputs, preprocessing, weights resolution.
 
-Models are random-init (no network here) and tiny (conftest's ``tiny_clip``: one block per stage, the real
-widths, so every shape is the paper's); each is built once per module. The real architectures' shapes are
-checked in test_clip_architectures.py.
+Models are random-init (``weights="random"``, no network here) and tiny (conftest's ``tiny_clip``: one block per
+stage, the real widths, so every shape is the paper's); each is built once per module. The real architectures'
+shapes are checked in test_clip_architectures.py.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from features.extractors import (
     list_extractors,
 )
 from features.weights import RandomWeightsWarning, WeightsIdentity, find_cached_pretrained, load_clip
+from vlpet.hub import WeightsUnavailableError
 
 pytestmark = pytest.mark.usefixtures("tiny_clip")
 
@@ -64,7 +65,7 @@ def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> None:
 def rn101(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        ext = ClipRN101Grid(pretrained=None, device="cpu", pooled=True)
+        ext = ClipRN101Grid(weights="random", device="cpu", pooled=True)
         _ = ext.model
     return ext
 
@@ -73,7 +74,7 @@ def rn101(tiny_clip):
 def vit_b32(tiny_clip):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        ext = ClipViTB32Grid(pretrained=None, device="cpu", pooled=True)
+        ext = ClipViTB32Grid(weights="random", device="cpu", pooled=True)
         _ = ext.model
     return ext
 
@@ -302,18 +303,30 @@ def test_cached_tag_is_used_offline(rn101, rn101_file, tmp_path):
     assert torch.equal(model.visual.attnpool.c_proj.weight, rn101.model.visual.attnpool.c_proj.weight)
 
 
-def test_uncached_tag_falls_back_to_random_init_loudly(vit_b32, tmp_path, caplog):
-    with pytest.warns(RandomWeightsWarning, match="not in the local cache"):
-        model, ident = load_clip("ViT-B-32", "openai", cache_dir=tmp_path)
+def test_uncached_official_weights_offline_are_an_error_never_random(tmp_path):
+    # conftest sets HF_HUB_OFFLINE=1: nothing cached under tmp_path, so no weights, and no silent fallback
+    for pretrained in (None, "openai"):
+        with pytest.raises(WeightsUnavailableError) as err:
+            load_clip("ViT-B-32", pretrained, cache_dir=tmp_path)
+        msg = str(err.value)
+        assert "timm/vit_base_patch32_clip_224.openai" in msg and "open_clip_model.safetensors" in msg
+        assert str(tmp_path) in msg and "vlpet weights fetch" in msg and "--pretrained FILE" in msg
+
+
+def test_random_weights_only_by_name(vit_b32, caplog):
+    with pytest.warns(RandomWeightsWarning, match="--weights random"):
+        model, ident = load_clip("ViT-B-32", weights="random", quick_gelu=True)
     assert ident.random_init is True and ident.source == "random-init" and ident.sha256 is None
-    assert ident.tag == "openai" and ident.quick_gelu is True and ident.seed == 0
+    assert ident.quick_gelu is True and ident.seed == 0 and ident.hub_repo is None
     assert "RANDOM WEIGHTS" in caplog.text
     json.dumps(ident.as_dict())
     # random init is deterministic (seeded), so identical to the fixture's seed-0 model
     ours = vit_b32.model.state_dict()
     assert all(torch.equal(v, ours[k]) for k, v in model.state_dict().items())
-    with pytest.raises(RuntimeError, match="allow_random=False"):
-        load_clip("ViT-B-32", "openai", cache_dir=tmp_path, allow_random=False)
+    with pytest.raises(ValueError, match="contradict"):
+        load_clip("ViT-B-32", "openai", weights="random")
+    with pytest.raises(ValueError, match="official, random"):
+        load_clip("ViT-B-32", weights="pretrained")
 
 
 def test_weights_errors(tmp_path):

@@ -84,8 +84,8 @@ def awkward_media(d: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def extractors():
-    return {"image": get_extractor("clip-vit-b32-grid", device="cpu"),
-            "video": get_extractor("clip-vit-b32-video", device="cpu")}
+    return {"image": get_extractor("clip-vit-b32-grid", device="cpu", weights="random"),
+            "video": get_extractor("clip-vit-b32-video", device="cpu", weights="random")}
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def _hold(store: Path, release: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def vit():
-    return get_extractor("clip-vit-b32-grid", device="cpu")
+    return get_extractor("clip-vit-b32-grid", device="cpu", weights="random")
 
 
 def test_no_wait_exits_with_a_clear_error_and_writes_nothing(tmp_path, vit):
@@ -62,7 +62,7 @@ def test_no_wait_exits_with_a_clear_error_and_writes_nothing(tmp_path, vit):
     try:
         res = CliRunner().invoke(app, ["extract", "--media", str(_media(tmp_path / "m")), "--store", str(store),
                                        "--extractor", "clip-vit-b32-grid", "--device", "cpu", "--workers", "0",
-                                       "--no-wait"])
+                                       "--no-wait", "--weights", "random"])
         assert res.exit_code == 2, res.output
         assert "another writer holds the store" in res.output and f"pid {holder.pid}" in res.output
         assert "Traceback" not in res.output
@@ -105,7 +105,7 @@ TWO = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from features.engine import extract
     r = extract(sys.argv[1], sys.argv[2], extractor="clip-vit-b32-grid", device="cpu", workers=0, progress=False,
-                on_wait=lambda who: print("waited", flush=True))
+                on_wait=lambda who: print("waited", flush=True), weights="random")
     print(json.dumps({{"extracted": r.extracted, "snapshot": r.snapshot}}), flush=True)
 """)
 

@@ -15,7 +15,7 @@ from PIL import Image
 from flows.caching import FileHasher, StageCache, code_version, content_key, tree_digest
 from flows.stages.core import Stage, StageOutput, StageParams, execute
 
-EXTRACTOR = "clip-vit-b32-grid"  # the fastest grid extractor on a CPU (random-init weights: no files here)
+EXTRACTOR = "clip-vit-b32-grid"  # the fastest grid extractor on a CPU (--weights random: no files here)
 # CLIP models of tiny depth and real shapes (conftest)
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
@@ -154,7 +154,7 @@ def _pipeline(data: Path, mirror: Path, spy: list) -> dict:
         p = run_prepare(ds, data)
         out[ds] = {"download": d, "prepare": p}
     e = run_extract(out["coco"]["prepare"]["media_index"], data / "stores" / "coco", extractor=EXTRACTOR,
-                    device="cpu", workers=0, media_root=str(data / "raw"), root=data)
+                    device="cpu", workers=0, media_root=str(data / "raw"), root=data, weights="random")
     b = run_build("coco", data / "stores" / "coco", data, splits=["train", "val"])
     out["coco"].update(extract=e, build=b)
     return out

@@ -89,3 +89,22 @@ def test_a_vlpet_denoised_directory_is_still_random_init_in_lineage(tmp_path):
     (snap / PRETRAINING_RECORD).write_text('{"origin": "random init of tiny-bart, denoising pre-trained by vlpet"}')
     assert pretraining_record(snap)["origin"].startswith("random init")
     assert train_input_records(lineage, {}, str(snap))[0].flags["random_init_weights"] is True
+
+
+def test_official_demo_offline_without_weights_stops_before_writing(tmp_path, monkeypatch):
+    """`vlpet demo` defaults to official weights (bart-base and OpenAI's CLIP): offline with an empty cache it
+    names what is missing and how to get it, and writes nothing."""
+    from tests.hub_server import use_hub
+
+    cache = use_hub(monkeypatch, None, tmp_path / "empty-hf")
+    work = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--workdir", str(work)])
+    assert result.exit_code == 2
+    assert "facebook/bart-base (file config.json)" in result.output and str(cache) in result.output
+    assert "vlpet weights fetch bart-base" in result.output and "Traceback" not in result.output
+    assert not work.exists()
+    # with a local backbone, the missing CLIP weights are named the same way
+    BartForConditionalGeneration(architecture_config("tiny-bart")).save_pretrained(tmp_path / "bb")
+    clip = CliRunner().invoke(app, ["demo", "--workdir", str(work), "--backbone", str(tmp_path / "bb")])
+    assert clip.exit_code == 2 and "timm/resnet101_clip.openai (file open_clip_model.safetensors)" in clip.output
+    assert not work.exists()

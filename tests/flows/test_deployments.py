@@ -40,6 +40,9 @@ def test_extract_flow_parameters_are_the_interface():
     from flows.prefect_flows import extract_features_flow
 
     params = extract_features_flow.parameters.properties
-    assert {"media", "store", "extractor", "device", "cluster", "batch_size", "workers", "pretrained"} <= set(params)
+    assert {"media", "store", "extractor", "device", "cluster", "batch_size", "workers", "pretrained",
+            "weights"} <= set(params)
     assert params["extractor"]["default"] == "clip-rn101-grid" and params["device"]["default"] == "auto"
+    # official weights unless random ones are asked for by name, spelled as on the command line
+    assert params["weights"]["default"] == "official" and params["weights"]["enum"] == ["official", "random"]
     assert set(extract_features_flow.parameters.required) == {"media", "store"}

@@ -18,35 +18,6 @@ EXTRACTOR = "clip-vit-b32-grid"
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
 
-@pytest.fixture(scope="module")
-def prefect_ephemeral(tmp_path_factory):
-    """A private PREFECT_HOME and a temporary ephemeral API (fresh SQLite), analytics off; the variables are
-    also in the environment so Dask worker processes see the same settings."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90", "PREFECT_API_URL": "",
-           "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore"}
-    mp = pytest.MonkeyPatch()
-    for k, v in env.items():
-        if v:
-            mp.setenv(k, v)
-        else:
-            mp.delenv(k, raising=False)
-    from prefect.settings import (
-        PREFECT_HOME,
-        PREFECT_SERVER_ANALYTICS_ENABLED,
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
-
-    with temporary_settings({PREFECT_HOME: str(home), PREFECT_SERVER_ANALYTICS_ENABLED: False,
-                             PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 90}):
-        with prefect_test_harness(server_startup_timeout=90):
-            yield home
-    mp.undo()
-
-
 def _media(folder: Path, n: int = 6) -> Path:
     folder.mkdir(parents=True)
     for k in range(n):
@@ -62,7 +33,7 @@ def test_extract_flow_caches_and_publishes_lineage(tmp_path, prefect_ephemeral):
 
     media = _media(tmp_path / "media", 3)
     kw = {"media": str(media), "store": str(tmp_path / "store"), "extractor": EXTRACTOR, "device": "cpu",
-          "workers": 0, "root": str(tmp_path)}
+          "workers": 0, "root": str(tmp_path), "weights": "random"}
     first = extract_features_flow(**kw)
     second = extract_features_flow(**kw)
     assert (first["cache_hit"], first["extracted"], first["items"]) == (False, 3, 3)
@@ -86,9 +57,9 @@ def test_dask_local_cluster_snapshot_equals_single_process(tmp_path, prefect_eph
 
     media = _media(tmp_path / "media", 6)
     single = extract(media, tmp_path / "single", extractor=EXTRACTOR, device="cpu", batch_size=2, workers=0,
-                     progress=False)
+                     progress=False, weights="random")
     out = extract_features_flow(media=str(media), store=str(tmp_path / "dask"), extractor=EXTRACTOR, device="cpu",
-                                cluster="local:2", batch_size=2, root=str(tmp_path))
+                                cluster="local:2", batch_size=2, root=str(tmp_path), weights="random")
     assert out["shards"] == 2 and out["extracted"] == 6 and out["cache_hit"] is False
     a = FeatureStore.open_reader(tmp_path / "single")
     b = FeatureStore.open_reader(tmp_path / "dask", snapshot=out["snapshot"])

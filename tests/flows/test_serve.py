@@ -92,7 +92,7 @@ def test_served_extract_features_deployment_runs_to_completion(tmp_path, tiny_cl
         t_serve = time.monotonic() - t0
         run = subprocess.run(
             [str(BIN / "prefect"), "deployment", "run", "extract-features/default", "-p", f"media={media}",
-             "-p", f"store={store}", "--watch", "--watch-timeout", "300"],
+             "-p", f"store={store}", "-p", "weights=random", "--watch", "--watch-timeout", "300"],
             env=client_env, cwd=tmp_path, capture_output=True, text=True, timeout=360)
         t_run = time.monotonic() - t0
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:] + serve_log.read_text()[-4000:]

@@ -10,6 +10,7 @@ Usage::
 
     with LoopbackServer({"data/a.bin": payload}, root=some_dir) as server:
         server.add("b.bin", other_bytes, drop_after=1000)    # content and faults for one path
+        server.add("c.bin", data, headers={"ETag": '"abc"'})  # extra response headers for one path
         server.fault("data/a.bin", status=500, times=2)     # faults for an existing path
         url = server.url("data/a.bin")                      # http://127.0.0.1:<port>/data/a.bin
         ...
@@ -25,7 +26,7 @@ As a pytest fixture::
             yield srv
 
 Content comes from the in-memory dict (``files`` / :meth:`LoopbackServer.add`) first, then from files
-under ``root``; anything else is a 404. GET and HEAD are served. ``Range: bytes=N-`` and
+under ``root``; anything else is a 404 (with ``not_found_headers``). GET and HEAD are served. ``Range: bytes=N-`` and
 ``bytes=N-M`` get 206 with ``Content-Range`` (416 past the end). Faults (keyword arguments of
 :class:`Fault`, set with ``add`` or ``fault``), counted from the path's first request:
 
@@ -97,6 +98,8 @@ class LoopbackServer:
         self.root = Path(root) if root is not None else None
         self._files: dict[str, bytes] = {_key(path): bytes(data) for path, data in (files or {}).items()}
         self._faults: dict[str, Fault] = {}
+        self._headers: dict[str, dict[str, str]] = {}
+        self.not_found_headers: dict[str, str] = {}  # extra headers of every 404 for a missing path
         self._stats: dict[str, PathStats] = {}
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -146,10 +149,13 @@ class LoopbackServer:
         """The URL under which ``path`` is served."""
         return f"{self.base_url}/{quote(_key(path))}"
 
-    def add(self, path: str, data: bytes, **fault: Any) -> str:
-        """Serve ``data`` at ``path`` (with optional :class:`Fault` keywords); returns its URL."""
+    def add(self, path: str, data: bytes, *, headers: Mapping[str, str] | None = None, **fault: Any) -> str:
+        """Serve ``data`` at ``path`` (with extra response ``headers`` and optional :class:`Fault` keywords);
+        returns its URL."""
         with self._lock:
             self._files[_key(path)] = bytes(data)
+            if headers is not None:
+                self._headers[_key(path)] = dict(headers)
         if fault:
             self.fault(path, **fault)
         return self.url(path)
@@ -198,6 +204,10 @@ class LoopbackServer:
             if status is not None:
                 stats.statuses.append(status)
             stats.bytes_sent += sent
+
+    def _extra_headers(self, key: str) -> dict[str, str]:
+        with self._lock:
+            return dict(self._headers.get(key, {}))
 
     def _content(self, key: str) -> bytes | None:
         with self._lock:
@@ -255,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             data = owner._content(key)
             if data is None:
-                self._plain(key, 404)
+                self._plain(key, 404, owner.not_found_headers)
                 return
             if fault.corrupt:
                 data = data.translate(_INVERT)
@@ -277,6 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Accept-Ranges", "none" if fault.ignore_range else "bytes")
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            for name, value in owner._extra_headers(key).items():
+                self.send_header(name, value)
             self.end_headers()
             if not send_body:
                 return

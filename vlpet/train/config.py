@@ -44,6 +44,9 @@ class TrainConfig(BaseModel):
     name: str = "custom"
     description: str = ""
     backbone: str = "bart-base"
+    weights: Literal["official", "random"] = Field(
+        "official", description="official: the backbone's public checkpoint (downloaded on first use) or a local "
+                                "directory; random: random init of the named architecture, asked for by name")
     method: str = "vl-pet-large"
     method_overrides: dict[str, Any] = Field(default_factory=dict)
     tasks: list[str] = Field(default_factory=lambda: list(IMAGE_TASKS))
