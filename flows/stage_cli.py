@@ -131,7 +131,12 @@ def extract(
     """Extract features of every new or changed media file into a feature store, and commit a snapshot."""
     from features.store import StoreError
     from flows.stages import run_extract
-    from vlpet.hub import WeightsUnavailableError
+    from vlpet.hub import WeightsUnavailableError, check_weights
+
+    try:
+        check_weights(weights)  # before the stage validates its parameters: one plain line naming the choices
+    except ValueError as e:
+        raise _fail(e, 2) from None
 
     def waiting(holder: str) -> None:
         typer.echo(f"waiting: another extraction is writing to {store} ({holder}); this run starts when it ends "

@@ -96,13 +96,14 @@ def test_offline_and_uncached_fails_with_the_way_forward_and_writes_nothing(tmp_
     assert not list(cache.rglob("*.safetensors"))
 
 
-def test_extract_features_flow_downloads_official_weights(tmp_path, monkeypatch, hub, tiny_checkpoint):
+def test_extract_features_flow_downloads_official_weights(tmp_path, monkeypatch, hub, tiny_checkpoint,
+                                                          prefect_ephemeral):
     from flows.prefect_flows import extract_features_flow
 
     use_hub(monkeypatch, hub, tmp_path / "hf")
     media = _media(tmp_path / "media")
-    out = extract_features_flow.fn(media=str(media), store=str(tmp_path / "store"), extractor="clip-vit-b32-grid",
-                                   device="cpu", workers=0, root=str(tmp_path))  # no weights parameter
+    out = extract_features_flow(media=str(media), store=str(tmp_path / "store"), extractor="clip-vit-b32-grid",
+                                device="cpu", workers=0, root=str(tmp_path))  # no weights parameter
     assert out["random_init"] is False and out["extracted"] == 2
     assert hub.requests_for(REPO, FILE) >= 2
     assert _latest_meta(tmp_path / "store")["weights_identity"]["sha256"] == tiny_checkpoint[1]
