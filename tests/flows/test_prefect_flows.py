@@ -95,7 +95,7 @@ def test_cli_run_and_flow_run_share_key_lineage_and_outputs(tmp_path, prefect_ep
     store = tmp_path / "store"
     runner = CliRunner()
     res = runner.invoke(app, ["extract", "--media", str(media), "--store", str(store), "--extractor", EXTRACTOR,
-                              "--device", "cpu", "--workers", "0"])
+                              "--device", "cpu", "--workers", "0", "--weights", "random"])
     assert res.exit_code == 0, res.output
     assert "3 extracted" in res.output and "stage computed" in res.output
     shown = runner.invoke(app, ["lineage", str(store), "--json"])
@@ -105,7 +105,8 @@ def test_cli_run_and_flow_run_share_key_lineage_and_outputs(tmp_path, prefect_ep
     assert [c["kind"] for c in tree["inputs"]] == ["media-dir"] and tree["inputs"][0]["path"] == str(media)
     (cli_entry,) = (tmp_path / ".vlpet" / "cache" / "extract").glob("*.json")  # data root: the store's parent
 
-    flow = extract_features_flow(media=str(media), store=str(store), extractor=EXTRACTOR, device="cpu", workers=0)
+    flow = extract_features_flow(media=str(media), store=str(store), extractor=EXTRACTOR, device="cpu", workers=0,
+                                 weights="random")
     assert flow["cache_hit"] is True and flow["extracted"] == 3
     assert flow["cache_key"] == cli_entry.stem and flow["lineage"] == tree["id"]
     assert flow["snapshot"] == tree["extra"]["snapshot"] and flow["outputs"] == json.loads(
