@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from features.decode import BadMediaError, captured_native_stderr, stable_detail
 from features.extractors import Extractor, get_extractor
+from features.forkguard import SEED_OR_FORK
 from features.media import MediaItem, MediaPathError, hash_bytes, hash_file, resolve_inside, scan_media
 from features.store import FeatureStore, StoreSpec
 from features.weights import expected_key
@@ -313,8 +314,10 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     unit = "img" if extractor.kind == "image" else "video"
     bar = tqdm(total=sum(map(len, todo)), unit=unit, disable=not progress, desc=extractor.name,
                smoothing=0.1)
+    with SEED_OR_FORK:  # the workers fork here: never while another thread is inside torch.manual_seed
+        loaded = iter(loader)
     try:
-        for batch in loader:
+        for batch in loaded:
             raw = [(i, x) for i, x, err, is_raw in batch if is_raw]
             batch = [(i, x, err) for i, x, err, is_raw in batch if not is_raw]
             if raw:

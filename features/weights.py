@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
@@ -44,6 +43,7 @@ from typing import Any
 
 import torch
 
+from features.forkguard import SEED_OR_FORK
 from vlpet.hub import HubFile, WeightsUnavailableError, check_weights, hub_file, sha256_of
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,14 @@ def find_cached_pretrained(model_name: str, tag: str, cache_dir: str | os.PathLi
 
 # torch's default generator is process-wide: two threads building random models at once (image and video
 # extraction running concurrently in one flow) would interleave their draws, and fork_rng restores its state
-# on exit under the other thread's feet. One build at a time keeps every random model a function of its seed.
-_SEEDED_BUILD = threading.Lock()
+# on exit under the other thread's feet. One build at a time keeps every random model a function of its seed;
+# the same lock keeps loader workers from forking mid-seed (features.forkguard).
 
 
 def _random_model(model_name: str, quick_gelu: bool, seed: int, **kw: Any):
     import open_clip
 
-    with _SEEDED_BUILD, torch.random.fork_rng(devices=[]):
+    with SEED_OR_FORK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu, device="cpu", **kw)
 
