@@ -134,6 +134,18 @@ class _Stop(Exception):
     pass
 
 
+def _run_stopped_at(step_to_stop: int, tok, cfg, batches, out) -> None:
+    """Train into ``out`` until ``on_step`` sees ``step_to_stop``, then stop as a crash would."""
+
+    def stop(step: int) -> None:
+        if step == step_to_stop:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        Trainer(_model(tok), cfg, ListBatchSource(batches), out, tokenizer=tok, progress=False,
+                tensorboard=False, on_step=stop).fit()
+
+
 def test_resume_after_interruption_is_bit_identical(tokenizers, tmp_path):
     tok = tokenizers["bart"]
     batches = _batches(tok, n_batches=5)
@@ -143,14 +155,7 @@ def test_resume_after_interruption_is_bit_identical(tokenizers, tmp_path):
     Trainer(ref, cfg, ListBatchSource(batches), tmp_path / "ref", tokenizer=tok, progress=False,
             tensorboard=False).fit()
 
-    def stop_at_5(step: int) -> None:
-        if step == 5:
-            raise _Stop
-
-    first = _model(tok)
-    with pytest.raises(_Stop):
-        Trainer(first, cfg, ListBatchSource(batches), tmp_path / "run", tokenizer=tok, progress=False,
-                tensorboard=False, on_step=stop_at_5).fit()
+    _run_stopped_at(5, tok, cfg, batches, tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "LATEST").read_text().strip() == "step-0000004"
     torch.manual_seed(12345)  # the resumed run must restore the RNG, not depend on the process's state
     resumed_model = _model(tok)
@@ -239,13 +244,7 @@ def test_a_corrupt_checkpoint_names_its_file_and_resume_falls_back_to_the_previo
     Trainer(ref, cfg, ListBatchSource(batches), tmp_path / "ref", tokenizer=tok, progress=False,
             tensorboard=False).fit()
 
-    def stop_at_5(step: int) -> None:
-        if step == 5:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        Trainer(_model(tok), cfg, ListBatchSource(batches), tmp_path / "run", tokenizer=tok, progress=False,
-                tensorboard=False, on_step=stop_at_5).fit()
+    _run_stopped_at(5, tok, cfg, batches, tmp_path / "run")
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-0000003", "step-0000004"]  # epoch end, step 4
     bad = ckpts / "step-0000004" / "optimizer.safetensors"
