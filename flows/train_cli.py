@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # printed paths must stay whole for copy-paste
 
 
 def _debug() -> bool:
