@@ -15,10 +15,11 @@ Bad media never stop a run: each failure is quarantined in the store with path, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -483,7 +484,8 @@ def refuse_other_weights(store_path: str | os.PathLike[str], key: str) -> None:
 @dataclass
 class ExtractionJob:
     """A planned extraction, picklable, for shards run by other processes or machines (Dask workers):
-    ``plan_extraction`` → ``run_extraction_shard`` for k in 0..n-1 (anywhere) → ``commit_extraction``."""
+    ``with plan_extraction(...) as job:`` → ``run_extraction_shard`` for k in 0..n-1 (anywhere) →
+    ``commit_extraction``, all inside the block (it holds the store's writer lock)."""
 
     store: str
     root: str
@@ -497,23 +499,29 @@ class ExtractionJob:
     weights: str = "official"
 
 
+@contextlib.contextmanager
 def plan_extraction(media: str | os.PathLike[str], store_path: str | os.PathLike[str], *,
                     extractor: str = "clip-rn101-grid", pretrained: str | None = None, batch_size: int | None = None,
-                    media_root: str | None = None, device: str = "auto", weights: str = "official"
-                    ) -> ExtractionJob:
+                    media_root: str | None = None, device: str = "auto", weights: str = "official",
+                    wait: bool = True, on_wait: Any = None) -> Iterator[ExtractionJob]:
     """Scan and hash the media, load the weights, open the store, plan against its latest snapshot, and stage
-    the run (weights that cannot be had, or differ from the store's, stop it before anything is written)."""
+    the run (weights that cannot be had, or differ from the store's, stop it before anything is written).
+
+    A context manager: the store's writer lock is held from planning until the block ends, so the shards and
+    ``commit_extraction`` run inside it and a second writer waits (``on_wait(holder)``) or, with
+    ``wait=False``, gets ``StoreBusyError`` instead of planning the same work twice."""
     ex = get_extractor(extractor, pretrained=pretrained, device=resolve_device(device), weights=weights)
     root, items = load_media_items(media, ex.kind, media_root)
     identity = ex.identity
     refuse_other_weights(store_path, identity.key())
     store = FeatureStore.open_or_create(store_path, store_spec(ex))
-    plan = store.plan(items, weights=identity.key())
-    run = store.begin_run(plan=plan)
-    meta = {"weights": identity.key(), "random_init": identity.random_init,
-            "weights_identity": identity.as_dict(), **ex.runtime_params()}
-    return ExtractionJob(str(store_path), str(root), extractor, pretrained, run.run_id, items, plan.to_extract,
-                         batch_size or default_batch_size(ex), meta, weights)
+    with store.writer(wait=wait, on_wait=on_wait):
+        plan = store.plan(items, weights=identity.key())
+        run = store.begin_run(plan=plan)
+        meta = {"weights": identity.key(), "random_init": identity.random_init,
+                "weights_identity": identity.as_dict(), **ex.runtime_params()}
+        yield ExtractionJob(str(store_path), str(root), extractor, pretrained, run.run_id, items, plan.to_extract,
+                            batch_size or default_batch_size(ex), meta, weights)
 
 
 def run_extraction_shard(job: ExtractionJob, shard: int, n_shards: int, *, device: str = "auto",

@@ -146,13 +146,13 @@ def _sharded(params: ExtractParams, ctx: StageContext, executor: ShardExecutor) 
 
     if params.device_decode:
         raise ValueError("device_decode runs in one process only; drop the cluster option or device_decode")
-    job = plan_extraction(params.media, params.store, extractor=params.extractor, pretrained=params.pretrained,
-                          batch_size=params.batch_size, media_root=params.media_root, device=params.device,
-                          weights=params.weights)
-    n = max(1, ctx.option("shards") or 1)
-    job_file = save_job(job, vlpet_dir(ctx.root) / "jobs" / f"{job.run_id}.json")
-    counts = list(executor(str(job_file), n)) if job.to_extract else []
-    snap_id = commit_extraction(job)
+    with plan_extraction(params.media, params.store, extractor=params.extractor, pretrained=params.pretrained,
+                         batch_size=params.batch_size, media_root=params.media_root, device=params.device,
+                         weights=params.weights, wait=ctx.option("wait", True), on_wait=ctx.option("on_wait")) as job:
+        n = max(1, ctx.option("shards") or 1)
+        job_file = save_job(job, vlpet_dir(ctx.root) / "jobs" / f"{job.run_id}.json")
+        counts = list(executor(str(job_file), n)) if job.to_extract else []
+        snap_id = commit_extraction(job)
     info = FeatureStore.open(params.store).snapshot(snap_id)
     reader = FeatureStore.open_reader(params.store, snapshot=snap_id)
     job_file.unlink(missing_ok=True)

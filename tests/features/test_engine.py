@@ -22,7 +22,7 @@ from PIL import Image
 
 from features.engine import extract
 from features.extractors import get_extractor
-from features.store import FeatureStore
+from features.store import FeatureStore, StoreBusyError
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("tiny_clip")]
 
@@ -169,13 +169,18 @@ def test_two_shard_processes_then_one_commit_equal_a_single_run(tmp_path, tiny_c
     media.mkdir()
     for k in range(7):
         _jpeg(media / f"img{k}.jpg", 50 + k)
-    job = plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu", weights="random")
-    (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k), str(tiny_clip)], env=env)
-             for k in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    snapshot = commit_extraction(job)
+    with plan_extraction(media, tmp_path / "sharded", batch_size=2, device="cpu", weights="random") as job:
+        (tmp_path / "job.pkl").write_bytes(pickle.dumps(job))
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        procs = [subprocess.Popen([sys.executable, "-c", SHARD, str(tmp_path / "job.pkl"), str(k), str(tiny_clip)],
+                                  env=env) for k in range(2)]
+        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+        # The planner holds the writer lock until its block ends: a second writer is refused, not doubled.
+        with pytest.raises(StoreBusyError):
+            extract(media, tmp_path / "sharded", extractor="clip-rn101-grid", device="cpu", batch_size=2,
+                    workers=0, progress=False, weights="random", wait=False)
+        snapshot = commit_extraction(job)
+    assert not list((tmp_path / "sharded").glob("runs/*"))  # the committed run is gone, no orphan left
     single = extract(media, tmp_path / "single", extractor="clip-rn101-grid", device="cpu", batch_size=2,
                      workers=0, progress=False, weights="random")
     sharded = FeatureStore.open_reader(tmp_path / "sharded", snapshot=snapshot)
