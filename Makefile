@@ -23,8 +23,11 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Two pytest workers (one per core of the reference machine); --dist loadscope keeps a module's tests, and so its
+# module-scoped fixtures, on one worker. PYTEST_WORKERS=0 runs in this process (for pdb).
+PYTEST_WORKERS ?= 2
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 demo: setup
 	$(VENV)/bin/vlpet demo --weights $(DEMO_WEIGHTS) $(DEMO_ARGS)

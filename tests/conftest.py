@@ -178,7 +178,7 @@ def task_tokenizer():
     return train_tokenizer([words] * 4, "bart", vocab_size=400)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prefect_ephemeral(tmp_path_factory):
     """A private PREFECT_HOME and a temporary ephemeral API (fresh SQLite), analytics off; the variables are
     also in the environment so Dask worker processes see the same settings."""

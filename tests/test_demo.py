@@ -6,6 +6,7 @@ RANDOM WEIGHTS warning in the run's logs, four artifacts with stable keys, and t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,13 +23,45 @@ def _vlpet(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=900)
 
 
-def _readback(work: Path, env: dict[str, str]) -> list[dict]:
-    """The finished end-to-end flow runs of the demo's Prefect home (``tests.prefect_readback``)."""
-    proc = subprocess.run([sys.executable, "-m", "tests.prefect_readback"], env={**env, "PREFECT_HOME": str(
-        work / ".prefect"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}, capture_output=True,
-        text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+async def _read_runs(work: Path) -> list[dict]:
+    """The finished end-to-end flow runs of the demo in ``work`` (oldest first), read through the Prefect client
+    of the session's test API: task runs (name, state, start, end, upstream task run ids), logs and artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    out = []
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["end-to-end"])),
+                                           sort=FlowRunSort.START_TIME_ASC)
+        for run in runs:
+            if Path(run.parameters.get("workdir", "")).resolve() != work.resolve():
+                continue  # another test's end-to-end run in the same session API
+            ids = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            tasks = await client.read_task_runs(flow_run_filter=ids)
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])),
+                                          limit=200)
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+            out.append({
+                "state": run.state_name,
+                "tasks": [{"id": str(t.id), "name": t.name, "state": t.state_name,
+                           "start": t.start_time.timestamp() if t.start_time else None,
+                           "end": t.end_time.timestamp() if t.end_time else None,
+                           "upstream": sorted({str(i.id) for inputs in t.task_inputs.values() for i in inputs
+                                               if getattr(i, "input_type", "") == "task_run"})} for t in tasks],
+                "logs": [{"level": log.level, "message": log.message, "task": str(log.task_run_id)} for log in logs],
+                "artifacts": [{"key": a.key, "type": a.type} for a in artifacts]})
+    return out
 
 
 def _walk(tree: dict) -> list[dict]:
@@ -39,11 +72,15 @@ def _walk(tree: dict) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
-    # the demo's CLIP models are the tiny configs (same shapes; the real ones: test_clip_architectures.py)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": tiny_clip_pythonpath}
-    for key in ("PREFECT_API_URL", "PREFECT_HOME"):  # the demo's own defaults: Prefect state under the workdir
-        env.pop(key, None)
+def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath, prefect_ephemeral):
+    # the demo's CLIP models are the tiny configs (same shapes; the real ones: test_clip_architectures.py). Both
+    # runs report to the session's test API (one server start instead of three); the demo's own default (an
+    # ephemeral API, state under the workdir): test_prefect_env_defaults_to_the_workdir_and_keeps_user_values
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": tiny_clip_pythonpath,
+           "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env.pop("PREFECT_HOME", None)  # the demo's own default: Prefect files under the workdir
     work = tmp_path / "demo"
     first = _vlpet("demo", "--workdir", str(work), "--scale", "tiny", "--device", "cpu", "--weights", "random",
                    env=env)
@@ -84,7 +121,7 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
         assert done == total, (stage, hits)  # nothing recomputed: no extraction, no training
     assert again["tasks"] == report["tasks"]
 
-    first_run, second_run = _readback(work, env)
+    first_run, second_run = asyncio.run(_read_runs(work))
     assert first_run["state"] == second_run["state"] == "Completed"
     tasks = {t["name"]: t for t in first_run["tasks"]}
     assert len(tasks) == len(first_run["tasks"]) == report["stage_runs"]  # one task per stage instance
@@ -105,3 +142,26 @@ def test_demo_end_to_end_then_cached_rerun(tmp_path, tiny_clip_pythonpath):
     assert {a["key"] for a in second_run["artifacts"]} == keys  # the same keys: one history per artifact
     assert {t["state"] for t in second_run["tasks"]} == {"Cached"} and len(second_run["tasks"]) == len(tasks)
     assert any("cache hit" in log["message"] for log in second_run["logs"])
+
+
+def test_prefect_env_defaults_to_the_workdir_and_keeps_user_values(tmp_path, monkeypatch):
+    """``vlpet demo`` without any Prefect settings runs serverless with its state under the workdir; what the user
+    set (a server's PREFECT_API_URL, their own PREFECT_HOME) is kept."""
+    from flows.cli import prefect_env
+
+    environ: dict[str, str] = {"PATH": os.environ.get("PATH", "")}
+    monkeypatch.setattr(os, "environ", environ)
+    prefect_env(tmp_path / "work")
+    assert environ["PREFECT_HOME"] == str((tmp_path / "work").resolve() / ".prefect")
+    assert (tmp_path / "work" / ".prefect").is_dir()
+    assert "PREFECT_API_URL" not in environ  # no server: Prefect's ephemeral mode
+    assert environ["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] == "WARNING"
+
+    mine = {"PATH": environ["PATH"], "PREFECT_HOME": str(tmp_path / "mine"),
+            "PREFECT_API_URL": "http://127.0.0.1:4200/api", "PREFECT_LOGGING_LEVEL": "DEBUG"}
+    monkeypatch.setattr(os, "environ", dict(mine))
+    prefect_env(tmp_path / "other")
+    for key, value in mine.items():
+        assert os.environ[key] == value
+    assert not (tmp_path / "other").exists() and (tmp_path / "mine").is_dir()
