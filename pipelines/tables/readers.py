@@ -11,11 +11,14 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import ijson
 
 from pipelines.tables.errors import TableParseError, line_ref
+
+if TYPE_CHECKING:
+    from pipelines.tables.report import ParseReport
 
 _MISSING = object()
 
@@ -289,3 +292,19 @@ def _is_list(value: Any) -> bool:
 
 def _is_dict(value: Any) -> bool:
     return isinstance(value, dict)
+
+
+def iter_unique_records(path: Path, report: ParseReport, key: str, read: Callable[[Record, str], Any],
+                        what: str | None = None) -> Iterator[tuple[Record, Any]]:
+    """``(record, key value)`` for each line of a JSON-lines file whose ``key`` must be unique (a repeated id
+    would make the join or the answer ambiguous: it is an error naming both lines); counts records read."""
+    first_line: dict[Any, int] = {}
+    for line_no, raw in iter_jsonl(path):
+        report.records_read += 1
+        rec = Record(raw, path, line_ref(line_no))
+        value = read(rec, key)
+        if value in first_line:
+            raise rec.error(key, f"duplicate {what or key} (first at line {first_line[value]})", value)
+        first_line[value] = line_no
+        yield rec, value
+

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.tables.errors import line_ref
+import pyarrow as pa
+
+from pipelines.tables.arrow_io import attach_metadata
 from pipelines.tables.hashing import SourceDigest, digest_file
-from pipelines.tables.readers import Record, iter_jsonl
+from pipelines.tables.readers import Record, iter_unique_records
 from pipelines.tables.report import ParseReport
+from pipelines.tables.schemas import BatchedColumns
 
 SubtitleLines = list[dict[str, Any]]
 
@@ -35,14 +38,7 @@ def load_subtitles(path: Path) -> tuple[SubtitleIndex, ParseReport]:
     path = Path(path)
     report = ParseReport("subtitles", path.stem, sources=[str(path)])
     by_video: dict[str, SubtitleLines] = {}
-    first_line: dict[str, int] = {}
-    for line_no, raw in iter_jsonl(path):
-        report.records_read += 1
-        rec = Record(raw, path, line_ref(line_no))
-        vid_name = rec.text("vid_name")
-        if vid_name in first_line:
-            raise rec.error("vid_name", f"duplicate video (first at line {first_line[vid_name]})", vid_name)
-        first_line[vid_name] = line_no
+    for rec, vid_name in iter_unique_records(path, report, "vid_name", Record.text, "video"):
         lines = []
         for j, item in enumerate(rec.array("sub")):
             sub = rec.sub(item, f"sub[{j}]")
@@ -57,3 +53,30 @@ def as_index(subtitles: SubtitleIndex | Path | str | None) -> SubtitleIndex | No
     if subtitles is None or isinstance(subtitles, SubtitleIndex):
         return subtitles
     return load_subtitles(Path(subtitles))[0]
+
+
+def report_for(dataset: str, split: str, path: Path, index: SubtitleIndex | None) -> ParseReport:
+    """The parse report of a video table: its annotation file and, when joined, the subtitles file."""
+    return ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
+
+
+def subtitles_for(index: SubtitleIndex | None, vid_name: str, report: ParseReport,
+                  missing: str) -> SubtitleLines | None:
+    """A video's subtitle lines: None without an index, [] (noted in the report as ``missing``) when the index
+    has no entry for it."""
+    if index is None:
+        return None
+    subs = index.get(vid_name)
+    if subs is None:
+        report.note(missing)
+        return []
+    return subs
+
+
+def finish_video_table(cols: BatchedColumns, report: ParseReport, path: Path, index: SubtitleIndex | None, *,
+                       family: str, dataset: str, split: str) -> pa.Table:
+    """The parsed rows as a table carrying its sources' digests (annotation file, subtitles file)."""
+    table = cols.table()
+    report.records_written = table.num_rows
+    sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
+    return attach_metadata(table, family=family, dataset=dataset, split=split, sources=sources)

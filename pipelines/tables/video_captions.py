@@ -12,14 +12,11 @@ from typing import Literal
 
 import pyarrow as pa
 
-from pipelines.tables.arrow_io import attach_metadata
-from pipelines.tables.errors import line_ref
-from pipelines.tables.hashing import digest_file
-from pipelines.tables.readers import Record, iter_jsonl
+from pipelines.tables.readers import Record, iter_unique_records
 from pipelines.tables.report import ParseReport
 from pipelines.tables.schemas import VIDEO_CAPTION_SCHEMA, BatchedColumns
 from pipelines.tables.splits import split_from_stem
-from pipelines.tables.subtitles import SubtitleIndex, as_index
+from pipelines.tables.subtitles import SubtitleIndex, as_index, finish_video_table, report_for, subtitles_for
 
 FAMILY = "video_caption"
 VideoCaptionDataset = Literal["tvc", "yc2c"]
@@ -48,16 +45,9 @@ def parse_video_captions(
     path = Path(path)
     split = split or split_from_stem(path, dataset)
     index = as_index(subtitles)
-    report = ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
+    report = report_for(dataset, split, path, index)
     cols = BatchedColumns(VIDEO_CAPTION_SCHEMA)
-    seen: dict[int, int] = {}
-    for line_no, raw in iter_jsonl(path):
-        report.records_read += 1
-        rec = Record(raw, path, line_ref(line_no))
-        clip_id = rec.integer("clip_id")
-        if clip_id in seen:
-            raise rec.error("clip_id", f"duplicate clip_id (first at line {seen[clip_id]})", clip_id)
-        seen[clip_id] = line_no
+    for rec, clip_id in iter_unique_records(path, report, "clip_id", Record.integer):
         captions, desc_ids, desc_types = [], [], []
         descs = rec.array("descs", required=False)
         if descs is None:
@@ -68,12 +58,7 @@ def parse_video_captions(
             desc_ids.append(desc.integer("desc_id"))
             desc_types.append(desc.text("type", required=False))
         vid_name = rec.text("vid_name")
-        subs = None
-        if index is not None:
-            subs = index.get(vid_name)
-            if subs is None:
-                report.note("clips whose video has no subtitles")
-                subs = []
+        subs = subtitles_for(index, vid_name, report, "clips whose video has no subtitles")
         cols.append({
             "clip_id": clip_id,
             "vid_name": vid_name,
@@ -85,8 +70,5 @@ def parse_video_captions(
             "subtitles": subs,
             "split": split,
         })
-    table = cols.table()
-    report.records_written = table.num_rows
-    sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
-    table = attach_metadata(table, family=FAMILY, dataset=dataset, split=split, sources=sources)
+    table = finish_video_table(cols, report, path, index, family=FAMILY, dataset=dataset, split=split)
     return table, report

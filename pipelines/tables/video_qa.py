@@ -12,14 +12,12 @@ from typing import Literal
 
 import pyarrow as pa
 
-from pipelines.tables.arrow_io import attach_metadata
-from pipelines.tables.errors import key_ref, line_ref
-from pipelines.tables.hashing import digest_file
-from pipelines.tables.readers import Record, expect_dict, iter_jsonl, load_json
+from pipelines.tables.errors import key_ref
+from pipelines.tables.readers import Record, expect_dict, iter_unique_records, load_json
 from pipelines.tables.report import ParseReport
 from pipelines.tables.schemas import VIDEO_QA_SCHEMA, BatchedColumns
 from pipelines.tables.splits import split_from_stem
-from pipelines.tables.subtitles import SubtitleIndex, as_index
+from pipelines.tables.subtitles import SubtitleIndex, as_index, finish_video_table, report_for, subtitles_for
 from vlpet.catalog import CATALOG
 
 FAMILY = "video_qa"
@@ -42,16 +40,9 @@ def parse_video_qa(
     n_choices = NUM_CHOICES[dataset]
     split = split or split_from_stem(path, dataset)
     index = as_index(subtitles)
-    report = ParseReport(dataset, split, sources=[str(path)] + ([index.source.path] if index and index.source else []))
+    report = report_for(dataset, split, path, index)
     cols = BatchedColumns(VIDEO_QA_SCHEMA)
-    seen: dict[int, int] = {}
-    for line_no, raw in iter_jsonl(path):
-        report.records_read += 1
-        rec = Record(raw, path, line_ref(line_no))
-        qid = rec.integer("qid")
-        if qid in seen:
-            raise rec.error("qid", f"duplicate qid (first at line {seen[qid]})", qid)
-        seen[qid] = line_no
+    for rec, qid in iter_unique_records(path, report, "qid", Record.integer):
         choices = [rec.text(f"a{k}") for k in range(n_choices)]
         answer_idx = rec.integer("answer_idx", required=False)
         if answer_idx is not None and not 0 <= answer_idx < n_choices:
@@ -59,12 +50,7 @@ def parse_video_qa(
         if answer_idx is None:
             report.note("records without answer_idx")
         vid_name = rec.text("vid_name")
-        subs = None
-        if index is not None:
-            subs = index.get(vid_name)
-            if subs is None:
-                report.note("records whose video has no subtitles")
-                subs = []
+        subs = subtitles_for(index, vid_name, report, "records whose video has no subtitles")
         cols.append({
             "qid": qid,
             "vid_name": vid_name,
@@ -76,10 +62,7 @@ def parse_video_qa(
             "subtitles": subs,
             "split": split,
         })
-    table = cols.table()
-    report.records_written = table.num_rows
-    sources = [digest_file(path)] + ([index.source] if index is not None and index.source is not None else [])
-    table = attach_metadata(table, family=FAMILY, dataset=dataset, split=split, sources=sources)
+    table = finish_video_table(cols, report, path, index, family=FAMILY, dataset=dataset, split=split)
     return table, report
 
 
