@@ -141,9 +141,12 @@ class H5Dataset(torch.utils.data.Dataset):
         return sum(len(v) for v in self.rows.values())
 
 
-def stack_collate(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
+def stack_collate(examples: Any) -> tuple[torch.Tensor, list[str]]:
     """Same for both paths: the features as one batch tensor (``stack_features``: one copy of separate
-    arrays, none when the dataset already gathered the batch into one array), texts kept."""
+    arrays, none when the dataset already gathered the batch into one array), texts kept. A columnar batch
+    (``vlpet.batch.ExampleBatch``, what ``TaskDataset.batch`` returns) already holds both."""
+    if hasattr(examples, "vis") and not isinstance(examples.vis, list):
+        return torch.from_numpy(examples.vis), examples.text
     return stack_features([e["vis"] for e in examples]), [e["text"] for e in examples]
 
 

@@ -160,24 +160,39 @@ class _SharedFlag:
         return batch, batch.vis_feats.is_shared(), len(vb._RING)
 
 
+def _in_received_slot(t: torch.Tensor) -> bool:
+    from vlpet import batch as vb
+
+    return any(s.data_ptr() <= t.data_ptr() < s.data_ptr() + s.numel() for s in vb._SEEN.values())
+
+
 def test_worker_batches_come_through_a_reused_shared_memory_ring(task_tables, task_tokenizer):
     from pipelines.tasks import MultiTaskDataset
 
     paths = task_tables.paths
     data = MultiTaskDataset({t: TaskDataset(p) for t, p in paths.items()})
     sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer),
-                                         num_workers=2)
-    got = [(b, flag, slots) for b, flag, slots in loader]
-    assert len(got) > 10 and all(flag for _, flag, _ in got)  # written into shared memory by the worker
-    # ...into a few slots that it reuses once the main process has read them: each of the 2 workers made
-    # len(got) / 2 batches but holds fewer slots than that
-    assert 2 * max(slots for _, _, slots in got) < len(got)
-    serial = [b for b, _, _ in torch.utils.data.DataLoader(data, batch_sampler=sampler,
-                                                           collate_fn=_SharedFlag(task_tokenizer))]
-    assert all(torch.equal(a.vis_feats, b.vis_feats) and a.example_ids == b.example_ids
-               for a, b in zip(serial, [b for b, _, _ in got], strict=True))
-    assert not any(b.vis_feats.is_shared() for b, _, _ in got)  # the consumer holds copies, never ring slots
+    serial = [(b.example_ids, b.vis_feats) for b, _, _ in torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer))]
+
+    def workers():
+        return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer),
+                                           num_workers=2)
+
+    # A consumer that drops each batch before the next: the slots come back to the workers and are reused,
+    # so each of the 2 workers made len(serial) / 2 batches but holds far fewer slots than that.
+    slots_seen = []
+    for (ids, feats), (b, flag, slots) in zip(serial, workers(), strict=True):
+        assert flag and _in_received_slot(b.vis_feats)  # written into shared memory by the worker, not copied
+        assert b.example_ids == ids and torch.equal(b.vis_feats, feats)
+        slots_seen.append(slots)
+        del b
+    assert len(serial) > 10 and 2 * max(slots_seen) < len(serial)
+    # A consumer that keeps every batch: no slot it holds is handed out again (the data stay as received)
+    kept = [b for b, _, _ in workers()]
+    assert len(kept) == len(serial)
+    for (ids, feats), b in zip(serial, kept, strict=True):
+        assert b.example_ids == ids and torch.equal(b.vis_feats, feats)
 
 
 def test_sampler_announces_each_batch_ahead_once_and_in_order():
