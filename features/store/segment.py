@@ -199,33 +199,56 @@ def _executor() -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def read_rows_parallel(jobs: Sequence[tuple[Segment, np.ndarray, np.ndarray]], out: np.ndarray) -> list[Future]:
-    """Start reading ``(segment, rows, dest)`` jobs into the C-contiguous batch ``out`` (fixed shapes):
-    the rows in file order, split into up to ``READ_THREADS`` runs; ``wait_reads`` waits for them."""
+def read_rows_parallel(jobs: Sequence[tuple[Segment, np.ndarray, np.ndarray]], out: np.ndarray) -> PendingReads:
+    """Start reading ``(segment, rows, dest)`` jobs into the C-contiguous batch ``out`` (fixed shapes): rows
+    in file order, adjacent rows of a segment as one ``preadv`` scattering into their batch slots (fewer,
+    larger requests), the runs spread over up to ``READ_THREADS`` threads; ``wait_reads`` waits for them.
+    A row asked for twice is read once and copied (by ``wait_reads``)."""
     out_bytes = out.reshape(len(out), -1).view(np.uint8)
-    tasks = []
+    runs: list[tuple[Segment, int, list[int]]] = []  # (segment, first row, destinations of its rows)
+    dups: list[tuple[int, int]] = []  # (destination, destination read from)
     for seg, rows, dest in jobs:
         order = np.argsort(rows, kind="stable")
-        tasks.extend((seg, r, d) for r, d in zip(rows[order].tolist(), dest[order].tolist(), strict=True))
-    k = min(READ_THREADS, len(tasks))
+        prev = None
+        for r, d in zip(rows[order].tolist(), dest[order].tolist(), strict=True):
+            if r == prev:
+                dups.append((d, runs[-1][2][-1]))
+                continue
+            if prev is not None and r == prev + 1 and runs[-1][0] is seg and len(runs[-1][2]) < _RUN_MAX:
+                runs[-1][2].append(d)
+            else:
+                runs.append((seg, r, [d]))
+            prev = r
+    k = min(READ_THREADS, len(runs))
     ex = _executor()
-    futures = []
-    for chunk in (tasks[i::k] for i in range(k)):  # interleaved: each thread walks the file in order
-        futures.append(ex.submit(_read_chunk, chunk, out_bytes))
-    return futures
+    return PendingReads([ex.submit(_read_runs, runs[i::k], out_bytes) for i in range(k)], out_bytes, dups)
 
 
-def _read_chunk(chunk: list[tuple[Segment, int, int]], out_bytes: np.ndarray) -> None:
-    for seg, r, d in chunk:
-        seg.read_into((r,), out_bytes, (d,))
+_RUN_MAX = 8  # rows per preadv (Linux takes up to 1024 buffers; longer runs would starve the other threads)
 
 
-def wait_reads(futures: Sequence[Future]) -> None:
+def _read_runs(runs: list[tuple[Segment, int, list[int]]], out_bytes: np.ndarray) -> None:
+    for seg, first, dests in runs:
+        seg.read_run(first, [out_bytes[d] for d in dests])
+
+
+@dataclass
+class PendingReads:
+    """Reads started by ``read_rows_parallel``, and the copies of rows asked for twice (done after them)."""
+
+    futures: list[Future]
+    out_bytes: np.ndarray
+    dups: list[tuple[int, int]]  # (destination, destination it copies)
+
+
+def wait_reads(pending: PendingReads) -> None:
     """Wait for every read (none may still write into the batch after this returns), then re-raise the first
-    read error (``CorruptionError``, ``OSError``) in the caller."""
-    errors = [e for e in (f.exception() for f in futures) if e is not None]
+    read error (``CorruptionError``, ``OSError``) in the caller, or copy the repeated rows."""
+    errors = [e for e in (f.exception() for f in pending.futures) if e is not None]
     if errors:
         raise errors[0]
+    for d, src in pending.dups:
+        pending.out_bytes[d] = pending.out_bytes[src]
 
 
 def _map_random(path: Path) -> mmap.mmap:
@@ -350,15 +373,21 @@ class Segment:
     def read_into(self, rows: Sequence[int], out_bytes: np.ndarray, dest: Sequence[int]) -> None:
         """Fixed-shape only: ``pread`` each row's bytes from the file into ``out_bytes[dest[j]]`` (a
         ``(n, row_bytes)`` uint8 view of the batch); releases the GIL while the disk works."""
-        fd, rb, off0 = self._fd, self._row_bytes, self._data_offset
         for r, d in zip(rows, dest, strict=True):
-            buf, pos, done = out_bytes[d], off0 + r * rb, 0
-            while done < rb:
-                got = os.preadv(fd, [buf[done:]], pos + done)
-                if got <= 0:
-                    raise CorruptionError(f"segment {self.path.name}: short read at byte {pos + done} "
-                                          f"(row {r}; the file is shorter than its index says)")
-                done += got
+            self.read_run(r, [out_bytes[d]])
+
+    def read_run(self, first: int, bufs: list[np.ndarray]) -> None:
+        """Fixed-shape only: rows ``first, first + 1, ...`` (one per buffer of ``row_bytes``) with one
+        ``preadv`` (more only after a short read)."""
+        rb = self._row_bytes
+        pos, want, done = self._data_offset + first * rb, rb * len(bufs), 0
+        while done < want:
+            j, within = divmod(done, rb)
+            got = os.preadv(self._fd, [bufs[j][within:], *bufs[j + 1:]], pos + done)
+            if got <= 0:
+                raise CorruptionError(f"segment {self.path.name}: short read at byte {pos + done} (rows "
+                                      f"{first}-{first + len(bufs) - 1}; the file is shorter than its index says)")
+            done += got
 
     def copy_rows(self, rows: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Fixed-shape only: ``out[dest[j]] = row(rows[j])`` in file order; call ``prefetch(rows)`` first.
