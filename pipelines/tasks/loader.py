@@ -97,7 +97,7 @@ class TaskDataset(torch.utils.data.Dataset):
         state.update(_pid=None, _table=None, _reader=None)  # reopened lazily in the new process
         return state
 
-    _PER_PROCESS = ("_cols", "_media_k", "_media_start", "_media_flat", "_media_pos", "_fixed_k", "_batch_table")
+    _PER_PROCESS = ("_cols", "_media_k", "_media_start", "_media_flat", "_media_pos", "_fixed_k", "_answer_table")
 
     def _open(self) -> None:
         pid = os.getpid()
@@ -116,8 +116,7 @@ class TaskDataset(torch.utils.data.Dataset):
         self._media_pos = reader.positions(flat.to_pylist())
         ks = np.unique(self._media_k)
         self._fixed_k = int(ks[0]) if len(ks) == 1 and not reader.spec.ragged else None
-        names = [c for c in self._BATCH_COLUMNS if c in self._cols]
-        self._batch_table = self._table.select(names + (["scores"] if self.fmt.answer_sampling else []))
+        self._answer_table = self._table.select(["targets"] + (["scores"] if self.fmt.answer_sampling else []))
         self._reader = reader
         self._pid = pid
 
@@ -176,16 +175,20 @@ class TaskDataset(torch.utils.data.Dataset):
         self._open()
         idx = self._check(indices)
         rows = self._rows[idx] if self._expand else idx
-        taken = self._batch_table.take(pa.array(rows, type=pa.int64()))
-        cols: dict[str, Any] = {c: taken.column(c) for c in taken.column_names if c not in ("targets", "scores")}
-        cols["references"] = taken.column("targets")
+        take = pa.array(rows, type=pa.int64())
+        # each text column is taken (one Arrow `take`) when first read: a features-only consumer pays for none
+        cols: dict[str, Any] = {c: _Take(self._cols[c], take) for c in self._BATCH_COLUMNS
+                                if c in self._cols and c != "targets"}
+        cols["references"] = _Take(self._cols["targets"], take)
         keys = idx if key_indices is None else np.asarray(key_indices, dtype=np.int64).reshape(-1)
-        choose = _Choose(self, taken, idx, keys, key_task or self.task, epoch)  # targets: drawn when first read
+        choose = _Choose(self, take, idx, keys, key_task or self.task, epoch)  # targets: drawn when first read
         return ExampleBatch(self.task, self._features(rows), cols, choose=choose)
 
-    def _targets(self, taken: pa.Table, idx: np.ndarray, keys: np.ndarray, key_task: str,
+    def _targets(self, take: pa.Array, idx: np.ndarray, keys: np.ndarray, key_task: str,
                  epoch: int) -> tuple[list[str | None], np.ndarray | None]:
         """Each example's training target and loss weight, for the whole batch at once."""
+        self._open()
+        taken = self._answer_table.take(take)
         n = len(idx)
         lengths, starts, flat = _list_parts(taken.column("targets"))
         if self._expand:  # example k -> caption j of its row
@@ -276,14 +279,28 @@ class _Choose:
     """A batch's deferred target draw (``TaskDataset._targets``): a plain object, so a batch still pickles."""
 
     dataset: TaskDataset
-    taken: pa.Table
+    take: pa.Array
     idx: np.ndarray
     keys: np.ndarray
     key_task: str
     epoch: int
 
     def __call__(self) -> tuple[list[str | None], np.ndarray | None]:
-        return self.dataset._targets(self.taken, self.idx, self.keys, self.key_task, self.epoch)
+        return self.dataset._targets(self.take, self.idx, self.keys, self.key_task, self.epoch)
+
+
+@dataclass
+class _Take:
+    """One task-table column of a batch, taken when first read (``ExampleBatch.column`` calls ``to_pylist``)."""
+
+    column: pa.ChunkedArray
+    rows: pa.Array
+
+    def to_pylist(self) -> list[Any]:
+        return self.column.take(self.rows).to_pylist()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crossing processes: the batch's values, not the whole column
+        return list, (self.to_pylist(),)
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):

@@ -284,3 +284,14 @@ def test_answer_draws_follow_the_scores_and_do_not_depend_on_the_batch(task_tabl
         assert mixed.targets[len(others)] == alone.targets[0]
         assert mixed.weights[len(others)] == alone.weights[0] == scores[i][targets[i].index(alone.targets[0])]
     assert TaskDataset(paths["vqa"], seed=9).batch(multi, epoch=3).targets == d.batch(multi, epoch=3).targets
+
+
+def test_a_batch_pickles_as_its_own_values(task_tables):
+    import pickle
+
+    d = TaskDataset(task_tables.paths["vqa"], seed=1)
+    b = d.batch([3, 1, 2], epoch=2)
+    clone = pickle.loads(pickle.dumps(b))
+    assert len(pickle.dumps(b)) < 10 * b.vis.nbytes + 100_000  # not the task table's whole columns
+    assert clone.text == b.text and clone.targets == b.targets and clone.column("example_id") == b.column("example_id")
+    assert np.array_equal(clone.vis, b.vis) and [clone[j]["target"] for j in range(3)] == b.targets
