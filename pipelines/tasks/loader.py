@@ -93,9 +93,13 @@ class TaskDataset(torch.utils.data.Dataset):
         self._reader: Any = None
 
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in self._PER_PROCESS}
+        state = {k: v for k, v in self.__dict__.items() if k not in self._PER_PROCESS and k != "fmt"}
         state.update(_pid=None, _table=None, _reader=None)  # reopened lazily in the new process
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.fmt = task_format(self.task)  # the catalogue entry (holds mapping proxies, which do not pickle)
 
     _PER_PROCESS = ("_cols", "_media_k", "_media_start", "_media_flat", "_media_pos", "_fixed_k", "_answer_table")
 
