@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         def fresh_store(verify: bool) -> MultiTaskDataset:
             """New readers with segment verification on or off; "on" starts with nothing verified yet."""
             reader_mod.VERIFY_ON_MAP = verify
-            reader_mod._VERIFIED.clear()
+            if hasattr(reader_mod, "_VERIFIED"):  # trees from before issue 16 verify nothing: on = off
+                reader_mod._VERIFIED.clear()
             return MultiTaskDataset({t: TaskDataset(p) for t, p in tables.items()})
 
         sizes = mt.sizes()

@@ -263,8 +263,9 @@ def ring_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
     if fit:
         slot, flag = min(fit, key=lambda sf: sf[0].numel())
     else:
-        for sf in free:  # free but too small: let them go rather than grow past the cap
-            _RING.remove(sf)
+        if free:  # free but too small: let them go rather than grow past the cap
+            gone = {id(slot) for slot, _ in free}
+            _RING[:] = [sf for sf in _RING if id(sf[0]) not in gone]
         size = _RING_HEADER + -(-nbytes // _MB) * _MB  # whole MBs: batches of one task differ a little
         if len(_RING) >= _RING_MAX or sum(s.numel() for s, _ in _RING) + size > _RING_MAX_BYTES:
             return shared_tensor(tuple(shape), dtype)
