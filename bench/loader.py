@@ -141,9 +141,12 @@ class H5Dataset(torch.utils.data.Dataset):
         return sum(len(v) for v in self.rows.values())
 
 
-def stack_collate(examples: list[dict[str, Any]]) -> tuple[torch.Tensor, list[str]]:
+def stack_collate(examples: Any) -> tuple[torch.Tensor, list[str]]:
     """Same for both paths: the features as one batch tensor (``stack_features``: one copy of separate
-    arrays, none when the dataset already gathered the batch into one array), texts kept."""
+    arrays, none when the dataset already gathered the batch into one array), texts kept. A columnar batch
+    (``vlpet.batch.ExampleBatch``, what ``TaskDataset.batch`` returns) already holds both."""
+    if hasattr(examples, "vis") and not isinstance(examples.vis, list):
+        return torch.from_numpy(examples.vis), examples.text
     return stack_features([e["vis"] for e in examples]), [e["text"] for e in examples]
 
 
@@ -232,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         def fresh_store(verify: bool) -> MultiTaskDataset:
             """New readers with segment verification on or off; "on" starts with nothing verified yet."""
             reader_mod.VERIFY_ON_MAP = verify
-            reader_mod._VERIFIED.clear()
+            if hasattr(reader_mod, "_VERIFIED"):  # trees from before issue 16 verify nothing: on = off
+                reader_mod._VERIFIED.clear()
             return MultiTaskDataset({t: TaskDataset(p) for t, p in tables.items()})
 
         sizes = mt.sizes()

@@ -141,3 +141,45 @@ def test_batch_crosses_processes_with_small_tensors_inline_and_features_shared()
         assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), name
     assert not c.input_ids.is_shared() and not c.labels.is_shared()  # sent as bytes, no shared segment each
     assert c.vis_feats.is_shared() and c.vis_feats[2, 48, 2047] == 3 * 49 * 2048 - 1
+
+
+def test_ring_slots_are_reused_grown_and_capped(monkeypatch):
+    from vlpet import batch as vb
+
+    monkeypatch.setattr(vb, "_RING", [])
+    a = vb.ring_tensor((4, 8), torch.float32)
+    first = vb._RING[0][0]
+    a.fill_(1)
+    vb._RING[0][1][0] = 0  # the consumer freed it
+    b = vb.ring_tensor((2, 8), torch.float32)
+    assert len(vb._RING) == 1 and b.data_ptr() == a.data_ptr()  # reused
+    big = vb.ring_tensor((3 << 20,), torch.uint8)  # 3 MB: the busy 1 MB slot stays, a bigger one is made
+    assert len(vb._RING) == 2 and vb._RING[0][0] is first and big.numel() == 3 << 20
+    vb._RING[1][1][0] = 0
+    vb._RING[0][1][0] = 0
+    huge = vb.ring_tensor((5 << 20,), torch.uint8)  # neither free slot fits: both are dropped for a new one
+    assert len(vb._RING) == 1 and huge.numel() == 5 << 20
+    monkeypatch.setattr(vb, "_RING_MAX_BYTES", 6 << 20)
+    over = vb.ring_tensor((2 << 20,), torch.uint8)  # the 6 MB slot is busy and the cap reached: outside the ring
+    assert len(vb._RING) == 1 and over.is_shared() and vb._ring_ref(over) is None
+
+
+def test_batch_buffers_are_reused_only_when_unreferenced(monkeypatch):
+    from vlpet import batch as vb
+
+    monkeypatch.setattr(vb, "_POOL", [])
+    a = vb.batch_buffer((3, 4), np.float32)
+    a[:] = 1
+    t = torch.from_numpy(a[1:])  # a tensor over part of it keeps the buffer in use
+    del a
+    b = vb.batch_buffer((3, 4), np.float32)
+    b[:] = 2
+    assert t.eq(1).all() and len(vb._POOL) == 2
+    addr = b.ctypes.data
+    del b
+    assert vb.batch_buffer((2, 4), np.float32).ctypes.data == addr  # free again: reused
+    monkeypatch.setattr(vb, "POOL_MAX_BYTES", 2 << 20)
+    # 1 MB each, all held: the free 1 MB buffer serves the first, then the cap (two 1 MB buffers) is reached and
+    # the others are plain arrays outside the pool
+    held = [vb.batch_buffer((1 << 18,), np.float32) for _ in range(3)]
+    assert [any(h.base is p for p in vb._POOL) for h in held] == [True, False, False] and len(vb._POOL) == 2

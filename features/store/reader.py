@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import CorruptionError, QuarantinedError, StoreError
 from .layout import INDEX, Layout
-from .segment import Segment, numpy_view
+from .segment import Segment, numpy_view, read_rows_parallel, wait_reads
 from .snapshot import OK, QuarantineRecord, SnapshotInfo, read_index_table
 from .spec import StoreSpec
 
@@ -221,21 +221,47 @@ class SnapshotReader:
     def get_many_by_hash(self, hashes: Sequence[str], out: np.ndarray | None = None):
         return self._many([self._pos_sha(h) for h in hashes], out)
 
+    def positions(self, media_ids: Sequence[str]) -> np.ndarray:
+        """Index positions of ``media_ids`` (-1 where unknown): callers that read the same ids many times
+        (a task table's rows) look them up once and read with ``get_many_at`` / ``get_at``."""
+        self._ensure()
+        get = self._by_id.get
+        return np.fromiter((get(m, -1) for m in media_ids), dtype=np.int64, count=len(media_ids))
+
+    def media_id_at(self, pos: int) -> str:
+        self._ensure()
+        return self._ids[pos]
+
+    def get_at(self, pos: int) -> np.ndarray:
+        """``get`` by index position (from ``positions``): a read-only zero-copy view."""
+        self._ensure()
+        return self._view(int(pos))
+
+    def get_many_at(self, pos: np.ndarray | Sequence[int], out: np.ndarray | None = None):
+        """``get_many`` by index positions (from ``positions``, all >= 0)."""
+        self._ensure()
+        return self._many(pos, out)
+
     def prefetch(self, media_ids: Sequence[str]) -> int:
         """Start reading the features of ``media_ids`` that are not in memory yet, without waiting (a loader
         calls it with the next batch while it serves this one: the disk sees many requests at once instead
         of one fault at a time). Unknown or quarantined ids are skipped. Returns the rows it asked for."""
+        return self.prefetch_at(self.positions(list(media_ids)))
+
+    def prefetch_at(self, pos: np.ndarray) -> int:
+        """``prefetch`` by index positions; negative (unknown) and quarantined ones are skipped."""
         self._ensure()
-        pos = [i for i in (self._by_id.get(m) for m in media_ids) if i is not None and self._ok[i]]
-        if not pos:
-            return 0
         p = np.asarray(pos, dtype=np.int64)
+        p = p[p >= 0]
+        p = p[self._ok[p]]
+        if not len(p):
+            return 0
         segs, rows = self._seg[p], self._row[p]
         return sum(self._segment(int(k)).prefetch(rows[segs == k]) for k in np.unique(segs))
 
-    def _many(self, pos: list[int], out: np.ndarray | None):
+    def _many(self, pos, out: np.ndarray | None):
         if self.spec.ragged:
-            return [self._view(i) for i in pos]
+            return [self._view(int(i)) for i in pos]
         n = len(pos)
         if out is None:
             out = np.empty((n, *self.spec.shape), dtype=self.spec.np_dtype)
@@ -250,11 +276,23 @@ class SnapshotReader:
             raise QuarantinedError(self._ids[i], self._reason[i] or "")
         segs = self._seg[p]
         rows = self._row[p]
-        parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
-        if self._should_check_residency():
-            # every segment's cold rows are requested before any copy waits on a read
-            asked = sum(seg.prefetch(rows[sel]) for seg, sel in parts)
-            self._warm_streak = 0 if asked else self._warm_streak + 1
+        if len(self._seg_names) == 1 or (segs == segs[0]).all():
+            parts = [(self._segment(int(segs[0])), np.arange(n))]
+        else:
+            parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
+        if self._should_check_residency() and out.flags.c_contiguous and out.flags.writeable:
+            # rows not in memory are read with parallel preads straight into `out` (many requests in flight,
+            # no page faults); the resident ones are copied from the maps meanwhile
+            cold = [(seg, sel, seg.cold(rows[sel])) for seg, sel in parts]
+            jobs = [(seg, rows[sel][c], sel[c]) for seg, sel, c in cold if c.any()]
+            self._warm_streak = 0 if jobs else self._warm_streak + 1
+            if jobs:
+                pending = read_rows_parallel(jobs, out)
+                for seg, sel, c in cold:
+                    if not c.all():
+                        seg.copy_rows(rows[sel][~c], out, sel[~c])
+                wait_reads(pending)
+                return out
         for seg, sel in parts:
             seg.copy_rows(rows[sel], out, sel)
         return out

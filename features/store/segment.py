@@ -22,8 +22,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import mmap
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +177,80 @@ def _resident(address: int, length: int) -> bool:
     return vec.raw.find(b"\0", 0, pages) < 0
 
 
+def _open_random(path: Path) -> int:
+    """A read-only descriptor for ``pread`` with the kernel's read-ahead off: rows are scattered, and
+    read-ahead would read (and cache) bytes nobody asked for."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    return fd
+
+
+# Cold rows are read by a pool of threads, one pread per row (the GIL is released while each waits), so the
+# disk has up to READ_THREADS requests in flight instead of one page fault at a time. Per process.
+READ_THREADS = 16
+_POOL: list = [None, 0]  # (executor, pid)
+
+
+def _executor() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    if _POOL[0] is None or _POOL[1] != pid:  # new, or inherited by a forked child (its threads did not follow)
+        _POOL[0], _POOL[1] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="vlpet-pread"), pid
+    return _POOL[0]
+
+
+def read_rows_parallel(jobs: Sequence[tuple[Segment, np.ndarray, np.ndarray]], out: np.ndarray) -> PendingReads:
+    """Start reading ``(segment, rows, dest)`` jobs into the C-contiguous batch ``out`` (fixed shapes): rows
+    in file order, adjacent rows of a segment as one ``preadv`` scattering into their batch slots (fewer,
+    larger requests), the runs spread over up to ``READ_THREADS`` threads; ``wait_reads`` waits for them.
+    A row asked for twice is read once and copied (by ``wait_reads``)."""
+    out_bytes = out.reshape(len(out), -1).view(np.uint8)
+    runs: list[tuple[Segment, int, list[int]]] = []  # (segment, first row, destinations of its rows)
+    dups: list[tuple[int, int]] = []  # (destination, destination read from)
+    for seg, rows, dest in jobs:
+        order = np.argsort(rows, kind="stable")
+        prev = None
+        for r, d in zip(rows[order].tolist(), dest[order].tolist(), strict=True):
+            if r == prev:
+                dups.append((d, runs[-1][2][-1]))
+                continue
+            if prev is not None and r == prev + 1 and runs[-1][0] is seg and len(runs[-1][2]) < _RUN_MAX:
+                runs[-1][2].append(d)
+            else:
+                runs.append((seg, r, [d]))
+            prev = r
+    k = min(READ_THREADS, len(runs))
+    ex = _executor()
+    return PendingReads([ex.submit(_read_runs, runs[i::k], out_bytes) for i in range(k)], out_bytes, dups)
+
+
+_RUN_MAX = 8  # rows per preadv (Linux takes up to 1024 buffers; longer runs would starve the other threads)
+
+
+def _read_runs(runs: list[tuple[Segment, int, list[int]]], out_bytes: np.ndarray) -> None:
+    for seg, first, dests in runs:
+        seg.read_run(first, [out_bytes[d] for d in dests])
+
+
+@dataclass
+class PendingReads:
+    """Reads started by ``read_rows_parallel``, and the copies of rows asked for twice (done after them)."""
+
+    futures: list[Future]
+    out_bytes: np.ndarray
+    dups: list[tuple[int, int]]  # (destination, destination it copies)
+
+
+def wait_reads(pending: PendingReads) -> None:
+    """Wait for every read (none may still write into the batch after this returns), then re-raise the first
+    read error (``CorruptionError``, ``OSError``) in the caller, or copy the repeated rows."""
+    errors = [e for e in (f.exception() for f in pending.futures) if e is not None]
+    if errors:
+        raise errors[0]
+    for d, src in pending.dups:
+        pending.out_bytes[d] = pending.out_bytes[src]
+
+
 def _map_random(path: Path) -> mmap.mmap:
     """A read-only map of ``path`` marked for random access: readers touch scattered ~100 KB rows, and the
     default read-around (128 KB+ per fault) made the resident set grow ~3x faster than the bytes read."""
@@ -192,6 +268,7 @@ class Segment:
         self.spec = spec
         try:
             self._mm = _map_random(self.path)
+            self._fd = _open_random(self.path)
             reader = ipc.open_file(pa.py_buffer(self._mm))
             if reader.num_record_batches != 1:
                 raise CorruptionError(f"segment {self.path.name}: expected 1 record batch, found "
@@ -222,6 +299,12 @@ class Segment:
             self._data = flat[col.offset * k:(col.offset + n) * k].reshape(n, *shape)
             self._data_offset = self._data.ctypes.data - map_address if n else 0
         self._map_address = map_address
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            self._fd = None
+            os.close(fd)
 
     @property
     def spec_digest(self) -> str:
@@ -274,6 +357,37 @@ class Segment:
                 _advise(self._mm, mmap.MADV_WILLNEED, aligned, length)
                 asked += 1
         return asked
+
+    def cold(self, rows: np.ndarray) -> np.ndarray:
+        """Fixed-shape only: which of ``rows`` are not wholly in memory (all False when it cannot tell)."""
+        if _MINCORE is None:
+            return np.zeros(len(rows), dtype=bool)
+        page, rb, base = mmap.PAGESIZE, self._row_bytes, self._map_address + self._data_offset
+        out = np.empty(len(rows), dtype=bool)
+        for j, r in enumerate(rows.tolist()):
+            start = base + r * rb
+            aligned = start - start % page
+            out[j] = not _resident(aligned, start + rb - aligned)
+        return out
+
+    def read_into(self, rows: Sequence[int], out_bytes: np.ndarray, dest: Sequence[int]) -> None:
+        """Fixed-shape only: ``pread`` each row's bytes from the file into ``out_bytes[dest[j]]`` (a
+        ``(n, row_bytes)`` uint8 view of the batch); releases the GIL while the disk works."""
+        for r, d in zip(rows, dest, strict=True):
+            self.read_run(r, [out_bytes[d]])
+
+    def read_run(self, first: int, bufs: list[np.ndarray]) -> None:
+        """Fixed-shape only: rows ``first, first + 1, ...`` (one per buffer of ``row_bytes``) with one
+        ``preadv`` (more only after a short read)."""
+        rb = self._row_bytes
+        pos, want, done = self._data_offset + first * rb, rb * len(bufs), 0
+        while done < want:
+            j, within = divmod(done, rb)
+            got = os.preadv(self._fd, [bufs[j][within:], *bufs[j + 1:]], pos + done)
+            if got <= 0:
+                raise CorruptionError(f"segment {self.path.name}: short read at byte {pos + done} (rows "
+                                      f"{first}-{first + len(bufs) - 1}; the file is shorter than its index says)")
+            done += got
 
     def copy_rows(self, rows: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
         """Fixed-shape only: ``out[dest[j]] = row(rows[j])`` in file order; call ``prefetch(rows)`` first.

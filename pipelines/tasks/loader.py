@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,14 +37,33 @@ import torch.utils.data
 
 from features.store import FeatureStore
 from pipelines.tasks.build import open_task_table, task_table_metadata
-from vlpet.batch import VLBatch, collate, sample_answer, task_format
+from vlpet.batch import ExampleBatch, VLBatch, batch_buffer, collate, task_format
 
 Key = tuple[str, int, int]  # (task, example index, epoch)
 
 
-def _rng(seed: int, epoch: int, task: str, index: int) -> random.Random:
-    # str seeds are hashed with sha512 by random.Random: stable across processes (unlike hash()).
-    return random.Random(f"{seed}/{epoch}/{task}/{index}")
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def answer_uniforms(seed: int, epoch: int, task: str, indices: np.ndarray) -> np.ndarray:
+    """One uniform in [0, 1) per example index, a keyed hash of (seed, epoch, task, index): the soft-label draw
+    of an example depends on nothing else (not on its batch, its worker or the other examples), and a whole
+    batch is drawn with a few numpy operations (splitmix64's finaliser over a blake2b key of (seed, epoch, task);
+    stable across processes and platforms, unlike ``hash()``)."""
+    key = np.uint64(int.from_bytes(hashlib.blake2b(f"{seed}/{epoch}/{task}".encode(), digest_size=8).digest(),
+                                   "little"))
+    with np.errstate(over="ignore"):
+        z = key + (np.asarray(indices, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def _list_parts(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, pa.ChunkedArray]:
+    """(lengths, starts into the flattened values, flattened values) of a list column; nulls have length 0."""
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    return lengths, np.cumsum(lengths) - lengths, pc.list_flatten(col)
 
 
 class TaskDataset(torch.utils.data.Dataset):
@@ -73,9 +93,15 @@ class TaskDataset(torch.utils.data.Dataset):
         self._reader: Any = None
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
+        state = {k: v for k, v in self.__dict__.items() if k not in self._PER_PROCESS and k != "fmt"}
         state.update(_pid=None, _table=None, _reader=None)  # reopened lazily in the new process
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.fmt = task_format(self.task)  # the catalogue entry (holds mapping proxies, which do not pickle)
+
+    _PER_PROCESS = ("_cols", "_media_k", "_media_start", "_media_flat", "_media_pos", "_fixed_k", "_answer_table")
 
     def _open(self) -> None:
         pid = os.getpid()
@@ -87,6 +113,14 @@ class TaskDataset(torch.utils.data.Dataset):
             raise ValueError(f"{self.table_path}: built from snapshot {self.snapshot_id}, store {self.store_path} "
                              f"opened {reader.snapshot_id}")
         self._cols = {name: self._table.column(name) for name in self._table.column_names}
+        # the store's index position of every row's media, looked up once per process: a batch then reads its
+        # features by numpy indexing, without a Python string or dict lookup per example
+        self._media_k, self._media_start, flat = _list_parts(self._cols["media_ids"])
+        self._media_flat = flat
+        self._media_pos = reader.positions(flat.to_pylist())
+        ks = np.unique(self._media_k)
+        self._fixed_k = int(ks[0]) if len(ks) == 1 and not reader.spec.ragged else None
+        self._answer_table = self._table.select(["targets"] + (["scores"] if self.fmt.answer_sampling else []))
         self._reader = reader
         self._pid = pid
 
@@ -115,51 +149,87 @@ class TaskDataset(torch.utils.data.Dataset):
     def example(self, index: int, epoch: int = 0) -> dict[str, Any]:
         """The example dict ``vlpet.batch.collate`` consumes (target chosen, features attached as a zero-copy
         read-only view of the store)."""
-        return self.examples([index], epoch)[0]
+        return self.batch([index], epoch)[0]
 
     def examples(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
-        """The examples of ``indices`` at once: each column is gathered with one Arrow ``take`` and the features
-        of a batch with one ``get_many`` into one batch array (in shared memory inside a DataLoader worker, so
-        the batch crosses to the main process without a copy); ``example(i)`` is ``examples([i])[0]``."""
-        self._open()
+        """``batch(indices, epoch)`` as a list of example dicts (compatibility; ``batch`` is the fast path)."""
+        b = self.batch(indices, epoch)
+        return [b[j] for j in range(len(b))]
+
+    _BATCH_COLUMNS = ("example_id", "text", "subs", "ts", "choices", "targets", "raw_answers")
+
+    def _check(self, indices: Sequence[int]) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if len(idx) and (idx.min() < 0 or idx.max() >= n):
             bad = int(idx[(idx < 0) | (idx >= n)][0])
             raise IndexError(f"{self.table_path}: index {bad} out of range for {n} examples")
+        return idx
+
+    def batch(self, indices: Sequence[int], epoch: int = 0, *, key_indices: Sequence[int] | None = None,
+              key_task: str | None = None) -> ExampleBatch:
+        """The examples of ``indices`` as one columnar ``ExampleBatch``: the task-table columns taken once for
+        the batch (one Arrow ``take``; turned into Python lists only when read), targets chosen for the whole
+        batch with numpy, and the features read by one ``get_many_at`` into one reused batch buffer
+        (``vlpet.batch.batch_buffer``: never one a batch still held elsewhere uses).
+
+        Soft labels (VQA, GQA) are drawn ∝ score from ``answer_uniforms(seed, epoch, key_task, key_index)``,
+        ``key_*`` defaulting to this table's task and ``indices`` (``ConcatTaskDataset`` passes its global ones).
+        """
+        self._open()
+        idx = self._check(indices)
         rows = self._rows[idx] if self._expand else idx
         take = pa.array(rows, type=pa.int64())
-        names = [c for c in self._BATCH_COLUMNS if c in self._cols]
-        if self.fmt.answer_sampling:
-            names.append("scores")
-        col = {name: self._cols[name].take(take).to_pylist() for name in names}
-        raws = col.get("raw_answers")
-        out = []
-        for j, index in enumerate(idx.tolist()):
-            targets = col["targets"][j]
-            ex: dict[str, Any] = {"task": self.task, "example_id": col["example_id"][j],
-                                  "text": col["text"][j] or "", "subs": col["subs"][j], "ts": col["ts"][j],
-                                  "choices": col["choices"][j], "references": targets}
-            if raws is not None and raws[j]:
-                ex["raw_answers"] = raws[j]
-            if self._expand:
-                ex["target"] = targets[int(self._caption[index])]
-            elif self.fmt.answer_sampling:
-                scores = col["scores"][j]
-                if targets and self.train:
-                    answer, score = sample_answer(targets, scores, _rng(self.seed, epoch, self.task, index))
-                    ex["target"] = answer
-                    ex["weight"] = score if self.fmt.answer_sampling == "weighted" else 1.0
-                elif self.train and scores is not None:  # labelled but no answer in the vocabulary: upstream
-                    ex["target"], ex["weight"] = "", 0.0  # VL-T5 trains on "" with score 0: no loss
-                elif targets:  # evaluation: the best-scored answer (tables keep answers sorted by -score)
-                    ex["target"] = targets[0]
-            elif targets:
-                ex["target"] = targets[0]
-            out.append(ex)
-        for ex, vis in zip(out, self._features(col["media_ids"]), strict=True):
-            ex["vis"] = vis
-        return out
+        # each text column is taken (one Arrow `take`) when first read: a features-only consumer pays for none
+        cols: dict[str, Any] = {c: _Take(self._cols[c], take) for c in self._BATCH_COLUMNS
+                                if c in self._cols and c != "targets"}
+        cols["references"] = _Take(self._cols["targets"], take)
+        keys = idx if key_indices is None else np.asarray(key_indices, dtype=np.int64).reshape(-1)
+        choose = _Choose(self, take, idx, keys, key_task or self.task, epoch)  # targets: drawn when first read
+        return ExampleBatch(self.task, self._features(rows), cols, choose=choose)
+
+    def _targets(self, take: pa.Array, idx: np.ndarray, keys: np.ndarray, key_task: str,
+                 epoch: int) -> tuple[list[str | None], np.ndarray | None]:
+        """Each example's training target and loss weight, for the whole batch at once."""
+        self._open()
+        taken = self._answer_table.take(take)
+        n = len(idx)
+        lengths, starts, flat = _list_parts(taken.column("targets"))
+        if self._expand:  # example k -> caption j of its row
+            pos = starts + self._caption[idx]
+            return pc.take(flat, pa.array(pos, type=pa.int64())).to_pylist(), None
+        has = lengths > 0
+        first = np.where(has, starts, 0)
+        if not (self.fmt.answer_sampling and self.train):  # evaluation / single-answer: the best-scored answer
+            chosen = pc.take(flat, pa.array(first, type=pa.int64())).to_pylist() if len(flat) else [None] * n
+            return [t if h else None for t, h in zip(chosen, has.tolist(), strict=True)], None
+        scol = taken.column("scores")
+        s_len, s_start, s_flat = _list_parts(scol)
+        vals = s_flat.to_numpy(zero_copy_only=False).astype(np.float64) if len(s_flat) else np.zeros(0)
+        if (s_len[has] != lengths[has]).any():
+            j = int(np.flatnonzero(has & (s_len != lengths))[0])
+            raise ValueError(f"{self.table_path}: example {idx[j]} has {lengths[j]} answers and {s_len[j]} scores")
+        cs = np.concatenate([[0.0], np.cumsum(vals)])
+        totals = cs[s_start + s_len] - cs[s_start]
+        if (has & (totals <= 0)).any():
+            j = int(np.flatnonzero(has & (totals <= 0))[0])
+            raise ValueError(f"{self.table_path}: example {idx[j]}: answer scores must have a positive sum, got "
+                             f"{vals[s_start[j]:s_start[j] + s_len[j]].tolist()}")
+        x = answer_uniforms(self.seed, epoch, key_task, keys) * totals
+        owner = np.repeat(np.arange(n), s_len)
+        acc = cs[1:] - np.repeat(cs[s_start], s_len)  # running score within each example's answers
+        below = np.bincount(owner, weights=(acc <= x[owner]), minlength=n).astype(np.int64)
+        choice = np.minimum(below, np.maximum(lengths - 1, 0))  # first answer whose running score exceeds x
+        pos = np.where(has, starts + choice, 0)
+        answers = pc.take(flat, pa.array(pos, type=pa.int64())).to_pylist() if len(flat) else [None] * n
+        score = np.where(has, vals[np.where(has, s_start + choice, 0)] if len(vals) else 0.0, 0.0)
+        weights = score if self.fmt.answer_sampling == "weighted" else np.ones(n)
+        labelled = pc.is_valid(scol).to_numpy(zero_copy_only=False)
+        # labelled but no answer in the vocabulary: upstream VL-T5 trains on "" with score 0 (no loss)
+        targets = [a if h else ("" if lab else None) for a, h, lab in zip(answers, has.tolist(), labelled.tolist(),
+                                                                          strict=True)]
+        weights = np.where(has, weights, np.where(labelled, 0.0, 1.0)).astype(np.float64)
+        return targets, weights
 
     def prefetch(self, indices: Sequence[int]) -> int:
         """Ask the store to start reading these examples' features (see ``SnapshotReader.prefetch``)."""
@@ -167,31 +237,74 @@ class TaskDataset(torch.utils.data.Dataset):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         idx = idx[(idx >= 0) & (idx < len(self))]
         rows = self._rows[idx] if self._expand else idx
-        media = self._cols["media_ids"].take(pa.array(rows, type=pa.int64())).to_pylist()
-        return self._reader.prefetch([m for ms in media for m in ms])
+        return self._reader.prefetch_at(self._media_pos[self._media_slots(rows)])
 
-    _BATCH_COLUMNS = ("example_id", "text", "subs", "ts", "choices", "targets", "raw_answers", "media_ids")
+    def _media_slots(self, rows: np.ndarray) -> np.ndarray:
+        """Positions in the flattened ``media_ids`` of every media of ``rows``, in order."""
+        k = self._media_k[rows]
+        if self._fixed_k is not None:
+            return (self._media_start[rows][:, None] + np.arange(self._fixed_k)).reshape(-1)
+        return np.repeat(self._media_start[rows] - np.cumsum(k) + k, k) + np.arange(int(k.sum()))
 
-    def _features(self, media: list[list[str]]) -> list[np.ndarray]:
-        """One array per example: a zero-copy view for a single example of one image; otherwise rows of one
-        batch array filled by one ``get_many`` (fixed shapes), or views (ragged videos)."""
+    def _features(self, rows: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Fixed shapes: one ``(n, [k,] *shape)`` array filled by one ``get_many_at`` (a single example of one
+        image: a zero-copy view of the store); ragged videos or mixed media counts: one array per example."""
         reader = self._reader
-        if len(media) == 1 and len(media[0]) == 1:
-            return [reader.get(media[0][0])]
-        per = {len(m) for m in media}
-        if reader.spec.ragged or len(per) != 1:
-            return [reader.get(m[0]) if len(m) == 1 else reader.get_many(m) for m in media]
-        k = per.pop()
-        shape = (len(media), k, *reader.spec.shape) if k > 1 else (len(media), *reader.spec.shape)
-        batch = np.empty(shape, dtype=reader.spec.np_dtype)
-        reader.get_many([m for ms in media for m in ms], out=batch.reshape(len(media) * k, *reader.spec.shape))
-        return list(batch)
+        slots = self._media_slots(rows)
+        pos = self._media_pos[slots]
+        if (pos < 0).any():
+            m = self._media_flat[int(slots[np.flatnonzero(pos < 0)[0]])].as_py()
+            raise KeyError(f"media id {m!r} is not in snapshot {reader.snapshot_id} ({self.table_path})")
+        k = self._fixed_k
+        if k is None:
+            counts = self._media_k[rows].tolist()
+            ends = np.cumsum(counts).tolist()
+            out = []
+            for c, e in zip(counts, ends, strict=True):
+                p = pos[e - c:e]
+                out.append(reader.get_at(p[0]) if c == 1 else np.stack(reader.get_many_at(p)))
+            return out
+        n, shape = len(rows), reader.spec.shape
+        if n == 1 and k == 1:
+            return reader.get_at(pos[0])[None]
+        out = batch_buffer((n, k, *shape) if k > 1 else (n, *shape), reader.spec.np_dtype)
+        reader.get_many_at(pos, out=out.reshape(n * k, *shape))
+        return out
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:
         if isinstance(key, tuple):
             _, index, epoch = key
             return self.example(index, epoch)
         return self.example(key)
+
+
+@dataclass
+class _Choose:
+    """A batch's deferred target draw (``TaskDataset._targets``): a plain object, so a batch still pickles."""
+
+    dataset: TaskDataset
+    take: pa.Array
+    idx: np.ndarray
+    keys: np.ndarray
+    key_task: str
+    epoch: int
+
+    def __call__(self) -> tuple[list[str | None], np.ndarray | None]:
+        return self.dataset._targets(self.take, self.idx, self.keys, self.key_task, self.epoch)
+
+
+@dataclass
+class _Take:
+    """One task-table column of a batch, taken when first read (``ExampleBatch.column`` calls ``to_pylist``)."""
+
+    column: pa.ChunkedArray
+    rows: pa.Array
+
+    def to_pylist(self) -> list[Any]:
+        return self.column.take(self.rows).to_pylist()
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crossing processes: the batch's values, not the whole column
+        return list, (self.to_pylist(),)
 
 
 class ConcatTaskDataset(torch.utils.data.Dataset):
@@ -225,33 +338,55 @@ class ConcatTaskDataset(torch.utils.data.Dataset):
                    for k in np.unique(which) if 0 <= k < len(self.parts))
 
     def examples(self, indices: Sequence[int], epoch: int = 0) -> list[dict[str, Any]]:
-        """``TaskDataset.examples`` per part (one gather per part), back in the order of ``indices``."""
+        b = self.batch(indices, epoch)
+        return [b[j] for j in range(len(b))]
+
+    def batch(self, indices: Sequence[int], epoch: int = 0) -> ExampleBatch:
+        """``TaskDataset.batch`` per part (one gather per part), back in the order of ``indices``; answers are
+        drawn with the global index as key, so two parts never share a draw."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = idx[(idx < 0) | (idx >= len(self))]
         if len(bad):
             raise IndexError(f"task {self.task}: index {int(bad[0])} out of range for {len(self)} examples")
         which = np.searchsorted(self._starts, idx, side="right") - 1
-        out: list[dict[str, Any] | None] = [None] * len(idx)
-        for k in np.unique(which):
-            part, sel = self.parts[int(k)], np.flatnonzero(which == k)
-            exs = part.examples(idx[sel] - int(self._starts[k]), epoch)
-            for j, ex in zip(sel.tolist(), exs, strict=True):
-                index = int(idx[j])
-                if part.fmt.answer_sampling and part.train and k:
-                    # re-sample with the global index so two parts never share an RNG stream
-                    row = part.row_of(index - int(self._starts[k]))
-                    targets, scores = part._value("targets", row), part._value("scores", row)
-                    if targets and scores:
-                        answer, score = sample_answer(targets, scores, _rng(part.seed, epoch, self.task, index))
-                        ex["target"] = answer
-                        ex["weight"] = score if part.fmt.answer_sampling == "weighted" else 1.0
-                out[j] = ex
-        return out  # type: ignore[return-value]
+        parts = np.unique(which)
+        got = [(np.flatnonzero(which == k), self.parts[int(k)].batch(idx[which == k] - int(self._starts[k]), epoch,
+                                                                     key_indices=idx[which == k], key_task=self.task))
+               for k in parts]
+        if len(got) == 1:
+            return got[0][1]
+        return _merge(self.task, len(idx), got)
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:
         if isinstance(key, tuple):
             return self.example(key[1], key[2])
         return self.example(key)
+
+
+def _merge(task: str, n: int, got: list[tuple[np.ndarray, ExampleBatch]]) -> ExampleBatch:
+    """Batches of several parts as one, each example back at its position (``ConcatTaskDataset``)."""
+    order = np.concatenate([sel for sel, _ in got])
+    inv = np.empty(n, dtype=np.int64)
+    inv[order] = np.arange(n)
+    batches = [b for _, b in got]
+    if all(isinstance(b.vis, np.ndarray) for b in batches) and len({b.vis.shape[1:] for b in batches}) == 1:
+        first = batches[0].vis
+        vis: Any = batch_buffer((n, *first.shape[1:]), first.dtype)
+        for sel, b in got:
+            vis[sel] = b.vis
+    else:
+        flat_vis = [v for b in batches for v in b.vis]
+        vis = [flat_vis[int(i)] for i in inv]
+    names = {name for b in batches for name in b._cols}
+    cols = {}
+    for name in names:
+        flat = [x for b in batches for x in b.column(name)]
+        cols[name] = [flat[int(i)] for i in inv]
+    targets = [t for b in batches for t in (b.targets or [None] * len(b))]
+    weights = None
+    if any(b.weights is not None for b in batches):
+        weights = np.concatenate([np.ones(len(b)) if b.weights is None else b.weights for b in batches])[inv]
+    return ExampleBatch(task, vis, cols, targets=[targets[int(i)] for i in inv], weights=weights)
 
 
 class MultiTaskDataset(torch.utils.data.Dataset):
@@ -265,15 +400,15 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         task, index, epoch = key
         return self.datasets[task].example(index, epoch)
 
-    def __getitems__(self, keys: Sequence[Key]) -> list[dict[str, Any]]:
-        """A whole batch (the DataLoader calls this instead of ``__getitem__`` per key): single-task batches
-        from ``MultiTaskBatchSampler`` become one batched gather; mixed keys are served task by task."""
+    def __getitems__(self, keys: Sequence[Key]) -> ExampleBatch | list[dict[str, Any]]:
+        """A whole batch (the DataLoader calls this instead of ``__getitem__`` per key): the single-task batches
+        of ``MultiTaskBatchSampler`` become one columnar ``ExampleBatch`` (``TaskDataset.batch``: one gather,
+        no dict per example); mixed keys are served as a list of example dicts, task by task."""
         if not keys:
             return []
-        tasks = {(t, e) for t, _, e in keys}
-        if len(tasks) == 1:
-            task, epoch = tasks.pop()
-            return self.datasets[task].examples([i for _, i, _ in keys], epoch)
+        task, _, epoch = keys[0]
+        if all(k[0] == task and k[2] == epoch for k in keys):
+            return self.datasets[task].batch([k[1] for k in keys], epoch)
         return [self[k] for k in keys]
 
     def __len__(self) -> int:
@@ -396,8 +531,8 @@ class MultiTaskCollator:
         self.tokenizer = tokenizer
         self.vis_dtype = vis_dtype
 
-    def __call__(self, examples: Sequence[dict[str, Any]]) -> VLBatch:
-        task = examples[0]["task"]
+    def __call__(self, examples: ExampleBatch | Sequence[dict[str, Any]]) -> VLBatch:
+        task = examples.task if isinstance(examples, ExampleBatch) else examples[0]["task"]
         kw = {} if self.vis_dtype is None else {"vis_dtype": self.vis_dtype}
         # Targets were already chosen deterministically by the dataset, so the collate RNG is unused.
         return collate(examples, self.tokenizer, task_format(task), rng=random.Random(0), **kw)

@@ -160,24 +160,39 @@ class _SharedFlag:
         return batch, batch.vis_feats.is_shared(), len(vb._RING)
 
 
+def _in_received_slot(t: torch.Tensor) -> bool:
+    from vlpet import batch as vb
+
+    return any(s.data_ptr() <= t.data_ptr() < s.data_ptr() + s.numel() for s in vb._SEEN.values())
+
+
 def test_worker_batches_come_through_a_reused_shared_memory_ring(task_tables, task_tokenizer):
     from pipelines.tasks import MultiTaskDataset
 
     paths = task_tables.paths
     data = MultiTaskDataset({t: TaskDataset(p) for t, p in paths.items()})
     sampler = MultiTaskBatchSampler(data.sizes(), task_batch_sizes(6, list(paths)), seed=1)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer),
-                                         num_workers=2)
-    got = [(b, flag, slots) for b, flag, slots in loader]
-    assert len(got) > 10 and all(flag for _, flag, _ in got)  # written into shared memory by the worker
-    # ...into a few slots that it reuses once the main process has read them: each of the 2 workers made
-    # len(got) / 2 batches but holds fewer slots than that
-    assert 2 * max(slots for _, _, slots in got) < len(got)
-    serial = [b for b, _, _ in torch.utils.data.DataLoader(data, batch_sampler=sampler,
-                                                           collate_fn=_SharedFlag(task_tokenizer))]
-    assert all(torch.equal(a.vis_feats, b.vis_feats) and a.example_ids == b.example_ids
-               for a, b in zip(serial, [b for b, _, _ in got], strict=True))
-    assert not any(b.vis_feats.is_shared() for b, _, _ in got)  # the consumer holds copies, never ring slots
+    serial = [(b.example_ids, b.vis_feats) for b, _, _ in torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer))]
+
+    def workers():
+        return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_SharedFlag(task_tokenizer),
+                                           num_workers=2)
+
+    # A consumer that drops each batch before the next: the slots come back to the workers and are reused,
+    # so each of the 2 workers made len(serial) / 2 batches but holds far fewer slots than that.
+    slots_seen = []
+    for (ids, feats), (b, flag, slots) in zip(serial, workers(), strict=True):
+        assert flag and _in_received_slot(b.vis_feats)  # written into shared memory by the worker, not copied
+        assert b.example_ids == ids and torch.equal(b.vis_feats, feats)
+        slots_seen.append(slots)
+        del b
+    assert len(serial) > 10 and 2 * max(slots_seen) < len(serial)
+    # A consumer that keeps every batch: no slot it holds is handed out again (the data stay as received)
+    kept = [b for b, _, _ in workers()]
+    assert len(kept) == len(serial)
+    for (ids, feats), b in zip(serial, kept, strict=True):
+        assert b.example_ids == ids and torch.equal(b.vis_feats, feats)
 
 
 def test_sampler_announces_each_batch_ahead_once_and_in_order():
@@ -190,3 +205,93 @@ def test_sampler_announces_each_batch_ahead_once_and_in_order():
     yielded = [first, *it]
     assert [(b[0][0], [i for _, i, _ in b], 1) for b in yielded] == seen  # every batch announced exactly once
     assert _batches(seed=2, epoch=1) == [(b[0][0], [i for _, i, _ in b]) for b in yielded]  # same batches
+
+
+def _segment_rows(store_path, snapshot_id):
+    """media id -> its feature values, read from the snapshot's index and segment files with pyarrow alone
+    (not through the reader): the independent expectation for the loader's gathers."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    def read(path):
+        with pa.memory_map(str(path)) as src:
+            return ipc.open_file(src).read_all()
+
+    index = read(store_path / "snapshots" / snapshot_id / "index.arrow").to_pylist()
+    segments, out = {}, {}
+    for rec in index:
+        if rec["status"] == "ok":
+            if rec["segment"] not in segments:
+                segments[rec["segment"]] = read(store_path / "segments" / f"{rec['segment']}.arrow").column("feat")
+            out[rec["media_id"]] = segments[rec["segment"]][rec["row"]].values.to_numpy(zero_copy_only=False)
+    return out
+
+
+def test_batches_hold_the_stores_bytes_in_any_order_and_held_batches_stay_intact(task_tables):
+    paths = task_tables.paths
+    for task in ("vqa", "nlvr2", "coco", "gqa"):
+        d = TaskDataset(paths[task], seed=4)
+        raw = _segment_rows(d.store_path, d.snapshot_id)
+        media = d.column("media_ids")
+        n = len(d)
+        orders = [list(range(n))[::-1], [n // 2, 0, n - 1, n // 2, 1], list(np.random.default_rng(0).permutation(n))]
+        held = []
+        for idx in orders:
+            b = d.batch(idx, epoch=1)
+            want = np.stack([np.concatenate([raw[m] for m in media[d.row_of(i)]]) for i in idx])
+            got = np.asarray(b.vis).reshape(len(idx), -1)
+            assert got.tobytes() == want.astype(got.dtype).tobytes(), task  # byte for byte, request order
+            held.append((b, want))
+        for _ in range(5):  # more batches of the same sizes while the first ones are still held
+            for idx in orders:
+                d.batch(idx[::-1], epoch=2)
+        for b, want in held:  # never overwritten: the reused buffers are only ones nobody refers to
+            assert np.asarray(b.vis).reshape(len(b), -1).tobytes() == want.astype(b.vis.dtype).tobytes(), task
+
+
+def test_batch_buffers_are_reused_once_released(task_tables):
+    d = TaskDataset(task_tables.paths["vqa"])
+    idx = list(range(min(len(d), 8)))
+    b = d.batch(idx)
+    addr = b.vis.ctypes.data
+    again = d.batch(idx)
+    assert again.vis.ctypes.data != addr  # the first batch is still held: another buffer
+    del b
+    third = d.batch(idx[::-1])
+    assert third.vis.ctypes.data == addr  # released: its buffer serves the next batch (no new allocation)
+
+
+def test_answer_draws_follow_the_scores_and_do_not_depend_on_the_batch(task_tables):
+    paths = task_tables.paths
+    d = TaskDataset(paths["vqa"], seed=9)
+    table = open_task_table(paths["vqa"])
+    targets, scores = table["targets"].to_pylist(), table["scores"].to_pylist()
+    multi = [i for i in range(len(d)) if targets[i] and len(targets[i]) > 1]
+    assert multi
+    i = multi[0]
+    epochs = 4000
+    counts = Counter(d.batch([i], epoch=e).targets[0] for e in range(epochs))
+    total = sum(scores[i])
+    for answer, score in zip(targets[i], scores[i], strict=True):
+        p = score / total
+        sd = math.sqrt(epochs * p * (1 - p))
+        assert abs(counts[answer] - epochs * p) <= 5 * sd + 1, (answer, counts, p)  # 5 binomial sd
+    # the draw is a function of (seed, epoch, task, index) alone: the same in any batch
+    others = [j for j in range(len(d)) if j != i][:5]
+    for e in range(20):
+        alone = d.batch([i], epoch=e)
+        mixed = d.batch([*others, i, others[0]], epoch=e)
+        assert mixed.targets[len(others)] == alone.targets[0]
+        assert mixed.weights[len(others)] == alone.weights[0] == scores[i][targets[i].index(alone.targets[0])]
+    assert TaskDataset(paths["vqa"], seed=9).batch(multi, epoch=3).targets == d.batch(multi, epoch=3).targets
+
+
+def test_a_batch_pickles_as_its_own_values(task_tables):
+    import pickle
+
+    d = TaskDataset(task_tables.paths["vqa"], seed=1)
+    b = d.batch([3, 1, 2], epoch=2)
+    clone = pickle.loads(pickle.dumps(b))
+    assert len(pickle.dumps(b)) < 10 * b.vis.nbytes + 100_000  # not the task table's whole columns
+    assert clone.text == b.text and clone.targets == b.targets and clone.column("example_id") == b.column("example_id")
+    assert np.array_equal(clone.vis, b.vis) and [clone[j]["target"] for j in range(3)] == b.targets
