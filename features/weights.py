@@ -285,10 +285,12 @@ def _load_file(model_name: str, path: Path, quick_gelu: bool, allow_torchscript:
                 "if you trust the file (it is then read by open_clip.load_openai_model / torch.jit.load).")
         if kw:
             raise ValueError(f"options {sorted(kw)} are not supported for TorchScript checkpoints")
-        model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
+        with SEED_OR_FORK:  # building draws from torch's default generator: never while a loader forks
+            model = open_clip.load_openai_model(str(path), precision="fp32", device="cpu")
         return model, "open_clip.load_openai_model"
-    model = open_clip.create_model(model_name, pretrained=str(path), require_pretrained=True, weights_only=True,
-                                   force_quick_gelu=quick_gelu, device="cpu", **kw)
+    with SEED_OR_FORK:  # the model is initialised randomly before the weights are loaded (see _random_model)
+        model = open_clip.create_model(model_name, pretrained=str(path), require_pretrained=True, weights_only=True,
+                                       force_quick_gelu=quick_gelu, device="cpu", **kw)
     return model, "open_clip.create_model"
 
 
