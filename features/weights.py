@@ -312,46 +312,55 @@ def load_clip(
     know for ``model_name`` (or ``pretrained`` with ``weights="random"``), and
     :class:`vlpet.hub.WeightsUnavailableError` when official or tagged weights cannot be obtained.
     """
-    import open_clip
 
     version = open_clip_version()
     if check_weights(weights) == "random":
         _no_pretrained_with_random(pretrained)
-        qg = bool(quick_gelu)
-        message = (f"RANDOM WEIGHTS (--weights random): building {model_name} with random initialisation (seed "
-                   f"{seed}). Features from it are meaningless for training and will not match the paper's.")
-        warnings.warn(message, RandomWeightsWarning, stacklevel=2)
-        log.warning(message)
-        model = _random_model(model_name, qg, seed, **model_kwargs)
-        identity = WeightsIdentity(model_name, RANDOM_INIT, None, True, version, qg, seed=seed)
+        model, identity = _load_random(model_name, bool(quick_gelu), seed, version, **model_kwargs)
     else:
         value = OFFICIAL_TAG if pretrained is None else os.fspath(pretrained)
-        tag_cfg = open_clip.get_pretrained_cfg(model_name, value) if not Path(value).is_file() else {}
-        if tag_cfg:
-            qg = bool(tag_cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
-            file, hub = resolve_tag(model_name, value, cache_dir)
-            model, loader = _load_file(model_name, file, qg, allow_torchscript=False, **model_kwargs)
-            if loader == "open_clip.load_openai_model":
-                qg = True
-            identity = WeightsIdentity(
-                model_name, value, file_sha256(file), False, version, qg, tag=value, file=str(file), loader=loader,
-                hub_repo=hub.repo_id if hub else None, hub_file=hub.filename if hub else None,
-                hub_revision=hub.revision if hub else None)
-        elif _looks_like_path(value):
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise FileNotFoundError(f"weights file {path} does not exist (or is not a file)")
-            qg = bool(quick_gelu)
-            model, loader = _load_file(model_name, path, qg, allow_torchscript, **model_kwargs)
-            if loader == "open_clip.load_openai_model":
-                qg = True
-            resolved = str(path.resolve())
-            identity = WeightsIdentity(model_name, resolved, file_sha256(path), False, version, qg, file=resolved,
-                                       loader=loader)
-        else:
-            known = open_clip.list_pretrained_tags_by_model(model_name)
-            raise ValueError(f"{value!r} is neither a file nor a pretrained tag of {model_name} (known tags: {known})")
-
+        model, identity = _load_pretrained(model_name, value, quick_gelu, cache_dir, allow_torchscript, version,
+                                           **model_kwargs)
     model = model.to(device).eval()
     model.requires_grad_(False)
     return model, identity
+
+
+def _load_random(model_name: str, quick_gelu: bool, seed: int, version: str,
+                 **model_kwargs: Any) -> tuple[torch.nn.Module, WeightsIdentity]:
+    """A random-init model, announced loudly (a warning and a log line): its features mean nothing."""
+    message = (f"RANDOM WEIGHTS (--weights random): building {model_name} with random initialisation (seed "
+               f"{seed}). Features from it are meaningless for training and will not match the paper's.")
+    warnings.warn(message, RandomWeightsWarning, stacklevel=3)
+    log.warning(message)
+    model = _random_model(model_name, quick_gelu, seed, **model_kwargs)
+    return model, WeightsIdentity(model_name, RANDOM_INIT, None, True, version, quick_gelu, seed=seed)
+
+
+def _load_pretrained(model_name: str, value: str, quick_gelu: bool | None, cache_dir: str | os.PathLike[str] | None,
+                     allow_torchscript: bool, version: str,
+                     **model_kwargs: Any) -> tuple[torch.nn.Module, WeightsIdentity]:
+    """A model from an open_clip pretrained tag (downloaded through the hub cache) or a local weights file."""
+    import open_clip
+
+    tag_cfg = open_clip.get_pretrained_cfg(model_name, value) if not Path(value).is_file() else {}
+    if tag_cfg:
+        qg = bool(tag_cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
+        file, hub = resolve_tag(model_name, value, cache_dir)
+        model, loader = _load_file(model_name, file, qg, allow_torchscript=False, **model_kwargs)
+        qg = qg or loader == "open_clip.load_openai_model"
+        return model, WeightsIdentity(
+            model_name, value, file_sha256(file), False, version, qg, tag=value, file=str(file), loader=loader,
+            hub_repo=hub.repo_id if hub else None, hub_file=hub.filename if hub else None,
+            hub_revision=hub.revision if hub else None)
+    if not _looks_like_path(value):
+        known = open_clip.list_pretrained_tags_by_model(model_name)
+        raise ValueError(f"{value!r} is neither a file nor a pretrained tag of {model_name} (known tags: {known})")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist (or is not a file)")
+    model, loader = _load_file(model_name, path, bool(quick_gelu), allow_torchscript, **model_kwargs)
+    qg = bool(quick_gelu) or loader == "open_clip.load_openai_model"
+    resolved = str(path.resolve())
+    return model, WeightsIdentity(model_name, resolved, file_sha256(path), False, version, qg, file=resolved,
+                                  loader=loader)

@@ -189,17 +189,7 @@ def download(
     else:
         attempt = partial(_fetch_http, http, url, part, expected, timeout, state)
     try:
-        # One fresh re-download after a mismatch: a corrupted transfer or a stale .part from another
-        # version of the file deserves a second chance, a wrong expected checksum does not deserve more.
-        for fresh_try in (False, True):
-            _with_retries(url, attempt, retries=retries, backoff=backoff, state=state)
-            digest, problems = _verify(part, expected)
-            if not problems:
-                break
-            part.unlink()
-            if fresh_try:
-                raise _checksum_error(url, problems)
-            _log.warning("%s: %s mismatch; downloading it once more from scratch", url, problems[0][0])
+        digest = _fetch_verified(url, attempt, part, expected, retries=retries, backoff=backoff, state=state)
         os.replace(part, dest)
         return DownloadResult(
             url, dest, dest.stat().st_size, digest, state.bytes_downloaded, False, state.resumed, state.attempts
@@ -229,15 +219,7 @@ def download_many(
     if max_concurrency < 1:
         raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
     _check_knobs(retries=retries, backoff=backoff, timeout=timeout)
-    seen: dict[Path, str] = {}
-    for item in items:
-        _expected(item.url, item.sha256, item.md5, item.size)
-        _scheme(item.url)
-        key = Path(item.dest).resolve()
-        if key in seen:  # two threads writing one .part would corrupt it
-            raise ValueError(f"two items download to the same dest {item.dest}: {seen[key]} and {item.url}")
-        seen[key] = item.url
-
+    _check_items(items)
     own_client = client is None
     if client is None:
         limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
@@ -273,6 +255,36 @@ def download_many(
             f"{len(failures)} of {len(items)} downloads failed:\n{lines}", failures=failures, results=results
         ) from failures[0][1]
     return [result for result in results if result is not None]
+
+
+def _fetch_verified(url: str, attempt: Callable[[], None], part: Path, expected: _Expected, *, retries: int,
+                    backoff: float, state: _Progress) -> str:
+    """Run ``attempt`` (with retries) until ``part`` holds verified bytes; returns their digest.
+
+    One fresh re-download after a mismatch: a corrupted transfer or a stale .part from another version of the
+    file deserves a second chance, a wrong expected checksum does not deserve more."""
+    for fresh_try in (False, True):
+        _with_retries(url, attempt, retries=retries, backoff=backoff, state=state)
+        digest, problems = _verify(part, expected)
+        if not problems:
+            return digest
+        part.unlink()
+        if fresh_try:
+            raise _checksum_error(url, problems)
+        _log.warning("%s: %s mismatch; downloading it once more from scratch", url, problems[0][0])
+    raise AssertionError("unreachable")
+
+
+def _check_items(items: Sequence[DownloadItem]) -> None:
+    """Every item's checksums and scheme, and distinct destinations, before anything is fetched."""
+    seen: dict[Path, str] = {}
+    for item in items:
+        _expected(item.url, item.sha256, item.md5, item.size)
+        _scheme(item.url)
+        key = Path(item.dest).resolve()
+        if key in seen:  # two threads writing one .part would corrupt it
+            raise ValueError(f"two items download to the same dest {item.dest}: {seen[key]} and {item.url}")
+        seen[key] = item.url
 
 
 # --- checks -------------------------------------------------------------------------------------------

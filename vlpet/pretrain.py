@@ -76,6 +76,27 @@ def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _optimizer(model: Any, lr: float, steps: int) -> tuple[Any, Any]:
+    """AdamW with a linear warm-up over the first tenth of ``steps``, then a linear decay to zero."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-6, weight_decay=0.01)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    return opt, sched
+
+
+def _save_backbone(model: Any, tokenizer: Any, family: str, out_dir: str | Path) -> Path:
+    """The pre-trained backbone and its tokenizer as a Hugging Face directory."""
+    if family == "bart":  # load_backbone leaves them unset; a directory built from later loads as "pretrained"
+        for k, v in BART_BASE_GENERATION.items():
+            setattr(model.generation_config, k, v)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
 def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_dir: str | Path, *,
                        steps: int = 200, batch_size: int = 32, lr: float = 1e-3, mask_prob: float = 0.3,
                        seed: int = 0, dropout: float | None = None, max_length: int = 64) -> dict[str, Any]:
@@ -103,10 +124,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     word = model.get_input_embeddings().weight
     frozen_rows = torch.tensor(vis_extra_rows(tokenizer), dtype=torch.long)
     frozen_init = word.detach()[frozen_rows].clone()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-6, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    opt, sched = _optimizer(model, lr, steps)
     model.train()
     losses = []
     for _ in range(steps):
@@ -124,13 +142,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
             word[frozen_rows] = frozen_init  # undo the decoupled weight decay
         sched.step()
         losses.append(loss)
-    if family == "bart":  # load_backbone leaves them unset; a directory built from later loads as "pretrained"
-        for k, v in BART_BASE_GENERATION.items():
-            setattr(model.generation_config, k, v)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    out = _save_backbone(model, tokenizer, family, out_dir)
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     record = {
         "origin": f"random init of {info.name}, denoising pre-trained by vlpet (not a public checkpoint)",

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -162,14 +162,11 @@ def _strings(arr: Any) -> list[str]:
     return [str(v) for v in np.asarray(arr[:], dtype=object)] if arr.shape[0] else []
 
 
-def import_zarr(src: str | os.PathLike, store: str | os.PathLike) -> Any:
-    """Commit the snapshot exported at ``src`` into the feature store at ``store`` (created when missing; an
-    existing store must hold the same extractor spec). Returns the new ``SnapshotInfo``; its content digest
-    equals the exported one, every feature byte is checked against the exported per-sample hashes."""
+def _open_export(src: str | os.PathLike) -> tuple[Any, dict[str, Any], Any]:
+    """The exported group at ``src``, its attributes and store spec; refuses what is not a complete export."""
     import zarr
 
     from .spec import StoreSpec
-    from .store import FeatureStore
 
     where = str(src).removeprefix("file://") if not _is_url(src) or str(src).startswith("file://") else str(src)
     try:
@@ -184,6 +181,35 @@ def import_zarr(src: str | os.PathLike, store: str | os.PathLike) -> Any:
     spec = StoreSpec.from_dict(attrs["spec"])
     if spec.digest() != attrs.get("spec_digest"):
         raise CorruptionError(f"{src}: spec digest does not match the exported spec")
+    return group, attrs, spec
+
+
+def _exported_samples(feats: Any, offsets: np.ndarray | None, n: int,
+                      spec: Any) -> Iterator[tuple[int, np.ndarray]]:
+    """``(sample index, features)`` for every exported sample, read a shard-sized block at a time."""
+    block = RAGGED_SHARD_FRAMES if offsets is not None else SHARD_SAMPLES
+    start = 0
+    while start < n:
+        if offsets is not None:
+            end = int(np.searchsorted(offsets, offsets[start] + block, side="right")) - 1
+            end = min(n, max(end, start + 1))
+            data = feats[int(offsets[start]):int(offsets[end])]
+            parts = np.split(data, (offsets[start + 1:end] - offsets[start]).tolist())
+        else:
+            end = min(n, start + block)
+            parts = list(feats[start:end])
+        for i, arr in zip(range(start, end), parts, strict=True):
+            yield i, np.ascontiguousarray(arr, dtype=spec.np_dtype)
+        start = end
+
+
+def import_zarr(src: str | os.PathLike, store: str | os.PathLike) -> Any:
+    """Commit the snapshot exported at ``src`` into the feature store at ``store`` (created when missing; an
+    existing store must hold the same extractor spec). Returns the new ``SnapshotInfo``; its content digest
+    equals the exported one, every feature byte is checked against the exported per-sample hashes."""
+    from .store import FeatureStore
+
+    group, attrs, spec = _open_export(src)
     cols = {n: (np.asarray(group[n][:], dtype=np.int64).tolist() if n in INT_FIELDS else _strings(group[n]))
             for n in SAMPLE_FIELDS}
     q = group["quarantine"]
@@ -203,25 +229,12 @@ def import_zarr(src: str | os.PathLike, store: str | os.PathLike) -> Any:
                      qcols["size"][i]) for i in range(len(qcols["media_id"]))]
     fs = FeatureStore.open_or_create(store, spec)
     run = fs.begin_run()
-    block = RAGGED_SHARD_FRAMES if spec.ragged else SHARD_SAMPLES
     with run.shard_writer("zarr-import") as w:
-        start = 0
-        while start < n:
-            if spec.ragged:
-                end = int(np.searchsorted(offsets, offsets[start] + block, side="right")) - 1
-                end = min(n, max(end, start + 1))
-                data = feats[int(offsets[start]):int(offsets[end])]
-                parts = np.split(data, (offsets[start + 1:end] - offsets[start]).tolist())
-            else:
-                end = min(n, start + block)
-                parts = list(feats[start:end])
-            for i, arr in zip(range(start, end), parts, strict=True):
-                arr = np.ascontiguousarray(arr, dtype=spec.np_dtype)
-                if feature_hash(arr) != cols["feat_sha256"][i]:
-                    raise CorruptionError(f"{src}: the features of {items[i].media_id!r} do not match their "
-                                          f"recorded sha256 {cols['feat_sha256'][i][:16]}...")
-                w.add(items[i], arr)
-            start = end
+        for i, arr in _exported_samples(feats, offsets if spec.ragged else None, n, spec):
+            if feature_hash(arr) != cols["feat_sha256"][i]:
+                raise CorruptionError(f"{src}: the features of {items[i].media_id!r} do not match their "
+                                      f"recorded sha256 {cols['feat_sha256'][i][:16]}...")
+            w.add(items[i], arr)
         for it, reason in zip(bad, qcols["reason"], strict=True):
             w.add_error(it, reason)
     snap = fs.commit(run, items + bad, attrs.get("metadata") or {})

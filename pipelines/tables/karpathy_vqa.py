@@ -56,43 +56,15 @@ def rebuild_karpathy_vqa(
 
     Questions whose image is not in the Karpathy file are skipped and counted; unlabelled input is an error.
     """
-    sources: list[SourceDigest] = []
-    if isinstance(karpathy, pa.Table):
-        captions = karpathy
-        sources += _sources_of(karpathy)
-    else:
-        captions, _ = parse_coco_karpathy(Path(karpathy))
-        sources.append(digest_file(Path(karpathy)))
-    if isinstance(ans2label, Mapping):
-        vocab = ans2label
-    else:
-        vocab = load_answer_vocab(Path(ans2label))
-        sources.append(digest_file(Path(ans2label)))
+    captions, vocab, sources = _karpathy_inputs(karpathy, ans2label)
     report = ParseReport(DATASET, "karpathy")
     vocab_array = pa.array(list(vocab), pa.string())
     parts: dict[str, list[pa.Table]] = {name: [] for name in EXPECTED_COUNTS}
     for table in vqa_tables:
         table_sources = _sources_of(table)
         sources += table_sources
-        where = table_sources[0].path if table_sources else "<VQA table>"
-        report.records_read += table.num_rows
-        # Columnar join (Arrow compute): the row-by-row version held every question as Python dicts (~GBs).
-        position = pc.index_in(table.column("image_id"), value_set=captions.column("image_id"))
-        split = pc.take(captions.column("karpathy_split"), position)
-        unmatched = split.null_count
-        if unmatched:
-            report.skip("image not in the Karpathy split", unmatched)
-        kept = table.filter(pc.is_valid(split)).append_column("karpathy_split", pc.drop_null(split))
-        if kept.column("answers").null_count:
-            qid = kept.filter(pc.is_null(kept.column("answers"))).column("question_id")[0].as_py()
-            raise TableParseError(where, "question has no answers: the Karpathy rebuild needs annotated "
-                                  "(train2014/val2014) tables", record=f"question_id {qid}", field="answers")
-        answers, topk, no_vocab = _in_vocabulary(kept.column("answers").combine_chunks(), vocab_array)
-        if no_vocab:
-            report.note("questions with no in-vocabulary answer", no_vocab)
-        kept = kept.set_column(kept.schema.get_field_index("answers"), VQA_SCHEMA.field("answers"), answers)
-        kept = kept.set_column(kept.schema.get_field_index("is_topk_optimal"), VQA_SCHEMA.field("is_topk_optimal"),
-                               topk)
+        kept = _labelled_in_karpathy(table, captions, vocab_array, report,
+                                     table_sources[0].path if table_sources else "<VQA table>")
         for karpathy_name, name in SPLIT_OF_KARPATHY.items():
             part = kept.filter(pc.equal(kept.column("karpathy_split"), karpathy_name)).drop_columns("karpathy_split")
             parts[name].append(part.cast(VQA_SCHEMA))
@@ -109,6 +81,47 @@ def rebuild_karpathy_vqa(
         report.note(f"questions in {name}", out[name].num_rows)
     report.records_written = sum(t.num_rows for t in out.values())
     return out, report
+
+
+def _karpathy_inputs(karpathy: pa.Table | Path, ans2label: Mapping[str, int] | Path
+                     ) -> tuple[pa.Table, Mapping[str, int], list[SourceDigest]]:
+    """The Karpathy split table and the answer vocabulary (parsed when given as files) and their sources."""
+    sources: list[SourceDigest] = []
+    if isinstance(karpathy, pa.Table):
+        captions = karpathy
+        sources += _sources_of(karpathy)
+    else:
+        captions, _ = parse_coco_karpathy(Path(karpathy))
+        sources.append(digest_file(Path(karpathy)))
+    if isinstance(ans2label, Mapping):
+        vocab = ans2label
+    else:
+        vocab = load_answer_vocab(Path(ans2label))
+        sources.append(digest_file(Path(ans2label)))
+    return captions, vocab, sources
+
+
+def _labelled_in_karpathy(table: pa.Table, captions: pa.Table, vocab_array: pa.Array, report: ParseReport,
+                          where: str) -> pa.Table:
+    """One VQA table's questions whose image is in the Karpathy split, with that split as a column and the
+    answers restricted to the vocabulary (columnar, Arrow compute: the row-by-row version held every question
+    as Python dicts, ~GBs)."""
+    report.records_read += table.num_rows
+    position = pc.index_in(table.column("image_id"), value_set=captions.column("image_id"))
+    split = pc.take(captions.column("karpathy_split"), position)
+    unmatched = split.null_count
+    if unmatched:
+        report.skip("image not in the Karpathy split", unmatched)
+    kept = table.filter(pc.is_valid(split)).append_column("karpathy_split", pc.drop_null(split))
+    if kept.column("answers").null_count:
+        qid = kept.filter(pc.is_null(kept.column("answers"))).column("question_id")[0].as_py()
+        raise TableParseError(where, "question has no answers: the Karpathy rebuild needs annotated "
+                              "(train2014/val2014) tables", record=f"question_id {qid}", field="answers")
+    answers, topk, no_vocab = _in_vocabulary(kept.column("answers").combine_chunks(), vocab_array)
+    if no_vocab:
+        report.note("questions with no in-vocabulary answer", no_vocab)
+    kept = kept.set_column(kept.schema.get_field_index("answers"), VQA_SCHEMA.field("answers"), answers)
+    return kept.set_column(kept.schema.get_field_index("is_topk_optimal"), VQA_SCHEMA.field("is_topk_optimal"), topk)
 
 
 def _in_vocabulary(answers: pa.ListArray, vocab: pa.Array) -> tuple[pa.ListArray, pa.BooleanArray, int]:
