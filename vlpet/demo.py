@@ -22,7 +22,7 @@ from vlpet.backbones import RandomWeightsWarning
 from vlpet.build import build_model
 from vlpet.checkpoint import load_model, save_checkpoint
 from vlpet.params import count_parameters
-from vlpet.pretrain import denoising_pretrain
+from vlpet.pretrain import adamw_with_warmup, denoising_pretrain
 from vlpet.tokenization import train_tokenizer
 
 COLORS = ("red", "blue", "green", "yellow")
@@ -33,6 +33,28 @@ def _toy_batch(n: int, feat_dim: int, centers: torch.Tensor, gen: torch.Generato
     labels = torch.randint(len(COLORS), (n,), generator=gen)
     feats = centers[labels].unsqueeze(1) + 0.5 * torch.randn(n, 49, feat_dim, generator=gen)
     return feats, labels
+
+
+def _train_toy(model: Any, tok: Any, steps: int, batch_size: int, lr: float, feat_dim: int,
+               centers: torch.Tensor, gen: torch.Generator) -> list[float]:
+    """Fine-tune ``model``'s trainable parameters on the toy colour task; returns the loss of every step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, sched = adamw_with_warmup(params, lr, steps)
+    q = tok([QUESTION] * batch_size, return_tensors="pt")
+    answers = tok(list(COLORS), padding=True, return_tensors="pt").input_ids
+    answers[answers == tok.pad_token_id] = -100
+    losses = []
+    model.train()
+    for _ in range(steps):
+        feats, labels = _toy_batch(batch_size, feat_dim, centers, gen)
+        loss = model(q.input_ids, feats, q.attention_mask, labels=answers[labels])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        sched.step()
+        losses.append(round(loss.item(), 4))
+    return losses
 
 
 def run_demo(workdir: str | Path = "demo-output", steps: int = 60, batch_size: int = 16, seed: int = 0,
@@ -56,25 +78,7 @@ def run_demo(workdir: str | Path = "demo-output", steps: int = 60, batch_size: i
         warnings.simplefilter("ignore", RandomWeightsWarning)
         model, tok = build_model(str(workdir / "backbone"), method, feat_dim=feat_dim, seed=seed)
     trainable, total = count_parameters(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, eps=1e-6, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
-    q = tok([QUESTION] * batch_size, return_tensors="pt")
-    answers = tok(list(COLORS), padding=True, return_tensors="pt").input_ids
-    answers[answers == tok.pad_token_id] = -100
-    losses = []
-    model.train()
-    for _ in range(steps):
-        feats, labels = _toy_batch(batch_size, feat_dim, centers, gen)
-        loss = model(q.input_ids, feats, q.attention_mask, labels=answers[labels])["loss"]
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        sched.step()
-        losses.append(round(loss.item(), 4))
+    losses = _train_toy(model, tok, steps, batch_size, lr, feat_dim, centers, gen)
     model.eval()
     feats, labels = _toy_batch(128, feat_dim, centers, gen)
     qe = tok([QUESTION] * len(labels), return_tensors="pt")

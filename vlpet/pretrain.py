@@ -76,9 +76,9 @@ def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _optimizer(model: Any, lr: float, steps: int) -> tuple[Any, Any]:
+def adamw_with_warmup(params: Any, lr: float, steps: int) -> tuple[Any, Any]:
     """AdamW with a linear warm-up over the first tenth of ``steps``, then a linear decay to zero."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, eps=1e-6, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr, eps=1e-6, weight_decay=0.01)
     warmup = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
@@ -124,7 +124,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
     word = model.get_input_embeddings().weight
     frozen_rows = torch.tensor(vis_extra_rows(tokenizer), dtype=torch.long)
     frozen_init = word.detach()[frozen_rows].clone()
-    opt, sched = _optimizer(model, lr, steps)
+    opt, sched = adamw_with_warmup(model.parameters(), lr, steps)
     model.train()
     losses = []
     for _ in range(steps):
