@@ -40,15 +40,17 @@ def _vid_names(rng: random.Random, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[str, Report]:
-    """Write TVQA and TVC; returns ``{"tvqa": (counts, extras), "tvc": (counts, extras)}``."""
-    rng = stream(seed, "tv")
+SPLITS = ("train", "val", "test")
+Videos = dict[str, list[tuple[str, str, Clip]]]
+
+
+def _write_videos(tree: OutputTree, cfg: ScaleConfig, rng: random.Random) -> Videos:
+    """The TVQA clips of every split (the first train clip has one frame, the first val clip 12: edge cases)."""
     w, h = cfg.video_size
-    splits = ("train", "val", "test")
-    names = _vid_names(rng, sum(cfg.tv_videos[s] for s in splits))
-    videos: dict[str, list[tuple[str, str, Clip]]] = {}
+    names = _vid_names(rng, sum(cfg.tv_videos[s] for s in SPLITS))
+    videos: Videos = {}
     i = 0
-    for split in splits:
+    for split in SPLITS:
         videos[split] = []
         for j in range(cfg.tv_videos[split]):
             if split == "train" and j == 0:
@@ -63,12 +65,16 @@ def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[st
             write_mp4(tree.path(f"{TVQA}/videos/{name}.mp4"), clip)
             tree.record(f"{TVQA}/videos/{name}.mp4", TVQA)
             videos[split].append((name, show, clip))
-    n_public = (cfg.tv_videos["test"] + 1) // 2
+    return videos
 
-    # TVQA
+
+def _write_tvqa(tree: OutputTree, cfg: ScaleConfig, rng: random.Random, videos: Videos,
+                truth: dict) -> Report:
+    """TVQA questions (test split into public / challenge halves) and the subtitles of every clip."""
+    n_public = (cfg.tv_videos["test"] + 1) // 2
     qa: dict[str, list[dict]] = {"train": [], "val": [], "test_public": [], "test_challenge": []}
     qid = 0
-    for split in splits:
+    for split in SPLITS:
         for j, (name, show, clip) in enumerate(videos[split]):
             key = split if split != "test" else ("test_public" if j < n_public else "test_challenge")
             for item in vt.questions(clip, rng, cfg.tvqa_questions_per_video, n_choices=5):
@@ -85,7 +91,7 @@ def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[st
                      TVQA)
     tree.write_jsonl(f"{TVQA}/tvqa_test_release.jsonl", qa["test_public"] + qa["test_challenge"], TVQA)
     subs = []
-    for split in splits:
+    for split in SPLITS:
         for name, show, clip in videos[split]:
             subs.append({"vid_name": name, "sub": vt.subtitles(clip.duration, rng, vt.TV_LINES,
                                                                vt.TV_CHARACTERS[show])})
@@ -99,11 +105,15 @@ def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[st
     tvqa_extras = {"test_release_records": len(qa["test_public"]) + len(qa["test_challenge"]),
                    "subtitles": len(subs)}
 
-    # TVC
+    return tvqa_counts, tvqa_extras
+
+
+def _write_tvc(tree: OutputTree, cfg: ScaleConfig, rng: random.Random, videos: Videos) -> dict[str, dict[str, int]]:
+    """TVC moments with their descriptions (none on test), one JSON-lines file per split."""
     n_descs = {"train": 2, "val": 4, "test": 0}
     clip_id, desc_id = 0, 0
     tvc_counts: dict[str, dict[str, int]] = {}
-    for split in splits:
+    for split in SPLITS:
         records = []
         for name, _show, clip in videos[split]:
             for _ in range(cfg.tvc_moments_per_video):
@@ -120,6 +130,15 @@ def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[st
                 records.append(rec)
         tree.write_jsonl(f"{TVC}/tvc_{split}_release.jsonl", records, TVC)
         tvc_counts[split] = {"records": len(records), "descs": sum(len(r.get("descs", [])) for r in records)}
+    return tvc_counts
+
+
+def write(tree: OutputTree, cfg: ScaleConfig, seed: int, truth: dict) -> dict[str, Report]:
+    """Write TVQA and TVC; returns ``{"tvqa": (counts, extras), "tvc": (counts, extras)}``."""
+    rng = stream(seed, "tv")
+    videos = _write_videos(tree, cfg, rng)
+    tvqa_counts, tvqa_extras = _write_tvqa(tree, cfg, rng, videos, truth)
+    tvc_counts = _write_tvc(tree, cfg, rng, videos)
     truth[TVQA] = {name: {**clip.to_dict(), "split": split, "show_name": show}
-                   for split in splits for name, show, clip in videos[split]}
+                   for split in SPLITS for name, show, clip in videos[split]}
     return {TVQA: (tvqa_counts, tvqa_extras), TVC: (tvc_counts, {})}
