@@ -278,6 +278,47 @@ def _forward(extractor: Extractor, x: torch.Tensor) -> np.ndarray:
     return extractor.to_storage(extractor.forward(x))
 
 
+def _finish_decoding(batch: list, extractor: Extractor, dataset: _DecodeDataset,
+                     items: Sequence[MediaItem]) -> list[tuple[int, Any, str | None]]:
+    """``(index, pixels, error)`` per item of a loaded batch: JPEGs the workers left raw are decoded here on
+    the extractor's device, falling back to PIL (which classifies the bad ones) if the device decoder refuses."""
+    raw = [(i, x) for i, x, err, is_raw in batch if is_raw]
+    out = [(i, x, err) for i, x, err, is_raw in batch if not is_raw]
+    if raw:
+        try:
+            out += [(i, x, None) for (i, _), x in zip(raw, _decode_on_device(extractor, [x for _, x in raw]),
+                                                       strict=True)]
+        except RuntimeError:  # the device decoder refused one: decode these with PIL (and classify)
+            out += [dataset._decode(i, items[i]) for i, _ in raw]
+        out.sort(key=lambda b: b[0])
+    return out
+
+
+def _record_failures(batch: list[tuple[int, Any, str | None]], items: Sequence[MediaItem], writer: Any,
+                     counts: dict[str, Any]) -> None:
+    """Quarantine the items that failed to decode; collect those whose bytes do not match the index."""
+    for i, _, err in batch:
+        if err is not None and err.startswith(HASH_MISMATCH + ":"):
+            counts["mismatched"].append((items[i], err.split(":", 1)[1].strip()))
+        elif err is not None and writer.add_error(items[i], err):
+            counts["quarantined"] += 1  # reported once, by the caller (the CLI lists the snapshot's)
+            log.debug("quarantined %s (%s): %s", items[i].rel_path, items[i].sha256[:12], err)
+
+
+def _write_features(good: list[tuple[int, torch.Tensor]], items: Sequence[MediaItem], extractor: Extractor,
+                    writer: Any) -> int:
+    """Run the model on the decoded items (images as one batch, videos one by one); returns rows written."""
+    written = 0
+    if extractor.kind == "image" and good:
+        feats = _forward(extractor, torch.cat([x for _, x in good]))
+        for (i, _), arr in zip(good, feats, strict=True):
+            written += writer.add(items[i], arr)
+    else:
+        for i, x in good:
+            written += writer.add(items[i], _forward(extractor, x))
+    return written
+
+
 def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[MediaItem], extractor: Extractor, *,
                   shard_id: str = "0", batch_size: int | None = None, workers: int | None = None,
                   progress: bool = True, flush_rows: int | None = None,
@@ -318,31 +359,12 @@ def extract_shard(store: FeatureStore, run: Any, root: Path, items: Sequence[Med
     with SEED_OR_FORK:  # the workers fork here: never while another thread is inside torch.manual_seed
         loaded = iter(loader)
     try:
-        for batch in loaded:
-            raw = [(i, x) for i, x, err, is_raw in batch if is_raw]
-            batch = [(i, x, err) for i, x, err, is_raw in batch if not is_raw]
-            if raw:
-                try:
-                    batch += [(i, x, None) for (i, _), x in zip(raw, _decode_on_device(extractor, [x for _, x in raw]),
-                                                                 strict=True)]
-                except RuntimeError:  # the device decoder refused one: decode these with PIL (and classify)
-                    batch += [dataset._decode(i, items[i]) for i, _ in raw]
-                batch.sort(key=lambda b: b[0])
+        for loaded_batch in loaded:
+            batch = _finish_decoding(loaded_batch, extractor, dataset, items)
             good = [(i, x.to(extractor.device)) for i, x, err in batch if err is None]
-            for i, _, err in batch:
-                if err is not None and err.startswith(HASH_MISMATCH + ":"):
-                    counts["mismatched"].append((items[i], err.split(":", 1)[1].strip()))
-                elif err is not None and writer.add_error(items[i], err):
-                    counts["quarantined"] += 1  # reported once, by the caller (the CLI lists the snapshot's)
-                    log.debug("quarantined %s (%s): %s", items[i].rel_path, items[i].sha256[:12], err)
+            _record_failures(batch, items, writer, counts)
             t = time.perf_counter()
-            if extractor.kind == "image" and good:
-                feats = _forward(extractor, torch.cat([x for _, x in good]))
-                for (i, _), arr in zip(good, feats, strict=True):
-                    counts["extracted"] += writer.add(items[i], arr)
-            else:
-                for i, x in good:
-                    counts["extracted"] += writer.add(items[i], _forward(extractor, x))
+            counts["extracted"] += _write_features(good, items, extractor, writer)
             counts["model_seconds"] += time.perf_counter() - t
             bar.update(len(batch))
     finally:
