@@ -34,6 +34,28 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _checked_config(preset: str | None, config: Path | None, overrides: list[str], weights: str | None) -> Any:
+    """The training config from a preset or a JSON file plus ``--set``/``--weights``; a bad value or backbone
+    is a usage error naming the option (and the file's field) to fix."""
+    from pydantic import ValidationError
+
+    from flows.runs import load_train_config
+    from vlpet.backbones import check_backbone_name
+
+    hint = "--config" if config is not None else "--preset/--set"
+    try:
+        cfg = load_train_config(preset, config, {**parse_overrides(overrides),
+                                                 **({"weights": weights} if weights is not None else {})})
+    except (ValueError, ValidationError) as e:
+        raise typer.BadParameter(str(e), param_hint=hint if weights is None else hint + "/--weights") from None
+    try:
+        check_backbone_name(cfg.backbone)
+    except ValueError as e:
+        where = f"{config}: field 'backbone'" if config is not None else "the config's field 'backbone'"
+        raise typer.BadParameter(f"{where}: {e}", param_hint=hint + " (backbone=...)") from None
+    return cfg
+
+
 def train(
     data: Path = typer.Option(..., "--data", help="task tables directory (<task>/<split>.arrow), e.g. data/tasks"),
     out: Path = typer.Option(..., "--out", help="run directory (resumed when it holds a run of the same config)"),
@@ -54,27 +76,13 @@ def train(
 ) -> None:
     """Train a VL-PET (or baseline) preset on task tables (the ``train`` stage: cached, in the lineage); works
     under `torchrun` (DDP: every rank trains, rank 0 records)."""
-    from pydantic import ValidationError
-
     from features.store import StoreError
-    from flows.runs import load_train_config
     from flows.stages import run_evaluate, run_train
-    from vlpet.backbones import check_backbone_name
     from vlpet.checkpoint import CheckpointCorruptError
     from vlpet.hub import WeightsUnavailableError
     from vlpet.train import dist_from_env
 
-    hint = "--config" if config is not None else "--preset/--set"
-    try:
-        cfg = load_train_config(preset, config, {**parse_overrides(overrides),
-                                                 **({"weights": weights} if weights is not None else {})})
-    except (ValueError, ValidationError) as e:
-        raise typer.BadParameter(str(e), param_hint=hint if weights is None else hint + "/--weights") from None
-    try:
-        check_backbone_name(cfg.backbone)
-    except ValueError as e:
-        where = f"{config}: field 'backbone'" if config is not None else "the config's field 'backbone'"
-        raise typer.BadParameter(f"{where}: {e}", param_hint=hint + " (backbone=...)") from None
+    cfg = _checked_config(preset, config, overrides, weights)
     main = dist_from_env().is_main
     try:
         result = run_train(cfg, root, out, tasks_dir=data, device=device, progress=progress, replace=replace,
