@@ -59,9 +59,6 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
             use) or random (random CLIP and the denoised tiny-bart: offline and fast; recorded as such)
     """
     from flows.lineage import LineageStore
-    from flows.runs import load_train_config
-    from pipelines.sources import DATASETS
-    from vlpet.train import IMAGE_TASKS, VIDEO_TASKS
 
     t_all = time.perf_counter()
     from vlpet.hub import check_weights
@@ -74,6 +71,31 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
     notes = data_notes(weights, clip_keys)
     work = Path(workdir).resolve()
     root, mirror = work / "data", work / "mirror"
+    data = str(root)
+    synth, downloads, prepared, extracted, built = _submit_data_stages(mirror, root, scale, seed, device, weights)
+    trained, evaluated = _submit_training(work, data, device, overrides, notes, built, extracted)
+    evals = {kind: f.result() for kind, f in evaluated.items()}
+    report = report_task.submit({"workdir": str(work), "root": data, "scale": scale, "seed": seed,
+                                 "metrics": [e["metrics_path"] for e in evals.values()], "notes": notes},
+                                upstream=list(evaluated.values())).result()
+    stages = {"synthesize": [synth.result()], "download": [f.result() for f in downloads.values()],
+              "prepare": [f.result() for f in prepared.values()], "extract": [f.result() for f in extracted.values()],
+              "build": [f.result() for f in built.values()], "train": [f.result() for f in trained.values()],
+              "evaluate": list(evals.values()), "report": [report]}
+    weights_used = {"choice": weights, "clip": clip_keys,
+                    "backbone": {kind: r.get("backbone") for kind, r in zip(PRESETS, stages["train"], strict=True)}}
+    summary = write_report(work, report, stages, str(LineageStore(root).path), time.perf_counter() - t_all,
+                           weights=weights_used)
+    _publish(summary, stages, data)
+    return summary
+
+
+def _submit_data_stages(mirror: Path, root: Path, scale: str, seed: int, device: str, weights: str) -> tuple:
+    """Submit synthesis, then per dataset download and prepare, per media kind extraction, per task the table
+    build; each task gets the futures it depends on, so independent branches run concurrently."""
+    from pipelines.sources import DATASETS
+    from vlpet.train import IMAGE_TASKS, VIDEO_TASKS
+
     data = str(root)
     synth = synthesize_task.submit({"mirror": str(mirror), "root": data, "scale": scale, "seed": seed})
     downloads = {d: download_task.submit({"dataset": d, "root": data, "mirror": mirror.as_uri(),
@@ -89,6 +111,15 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
     kinds = {**{t: "images" for t in IMAGE_TASKS}, **{t: "videos" for t in VIDEO_TASKS}}
     built = {t: build_task.submit({"task": t, "store": stores[kind], "root": data, "splits": list(task_splits(t))},
                                   upstream=[prepared[t], extracted[kind]]) for t, kind in kinds.items()}
+    return synth, downloads, prepared, extracted, built
+
+
+def _submit_training(work: Path, data: str, device: str, overrides: dict[str, Any], notes: Any,
+                     built: dict[str, Any], extracted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit training and test evaluation per preset, one preset at a time after every extraction (see the
+    module docstring)."""
+    from flows.runs import load_train_config
+
     trained: dict[str, Any] = {}
     evaluated: dict[str, Any] = {}
     previous: list[Any] = list(extracted.values())  # train/evaluate one at a time (see the module docstring)
@@ -101,20 +132,7 @@ def end_to_end_flow(workdir: str = "demo-output", scale: Literal["tiny", "demo"]
         evaluated[kind] = evaluate_task.submit({"run_dir": run_dir, "root": data, "split": "test", "device": device},
                                                upstream=[trained[kind]])
         previous = [evaluated[kind]]
-    evals = {kind: f.result() for kind, f in evaluated.items()}
-    report = report_task.submit({"workdir": str(work), "root": data, "scale": scale, "seed": seed,
-                                 "metrics": [e["metrics_path"] for e in evals.values()], "notes": notes},
-                                upstream=list(evaluated.values())).result()
-    stages = {"synthesize": [synth.result()], "download": [f.result() for f in downloads.values()],
-              "prepare": [f.result() for f in prepared.values()], "extract": [f.result() for f in extracted.values()],
-              "build": [f.result() for f in built.values()], "train": [f.result() for f in trained.values()],
-              "evaluate": list(evals.values()), "report": [report]}
-    weights_used = {"choice": weights, "clip": clip_keys,
-                    "backbone": {kind: r.get("backbone") for kind, r in zip(PRESETS, stages["train"], strict=True)}}
-    summary = write_report(work, report, stages, str(LineageStore(root).path), time.perf_counter() - t_all,
-                           weights=weights_used)
-    _publish(summary, stages, data)
-    return summary
+    return trained, evaluated
 
 
 def _publish(summary: dict[str, Any], stages: dict[str, list[dict[str, Any]]], root: str) -> None:
