@@ -231,6 +231,62 @@ def feature_stats(datasets: Mapping[str, Any], max_examples: int = 256) -> tuple
 
 
 # ---------------------------------------------------------------------------------------------- train
+def _existing_run(run_dir: Path, cfg: TrainConfig, tables: Any, replace: bool, dist: Any) -> dict[str, Any] | None:
+    """What an existing run directory means for this training: its result when it finished with the same config
+    and tables; None when training should (re)start or resume there, after moving a different run aside with
+    ``replace`` (never deleted); an error naming what differs otherwise."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        return None
+    same_config, same_data = _same_config(run_dir, cfg), _same_tables(run_dir, tables)
+    if same_config and same_data and (run_dir / "train_summary.json").is_file():
+        return {"config": json.loads((run_dir / CONFIG_FILE).read_text()),
+                "train": json.loads((run_dir / "train_summary.json").read_text()), "skipped": True}
+    if not (same_config and same_data):
+        what = "training config" if not same_config else "task tables (their content changed)"
+        if not replace:
+            raise ValueError(f"{run_dir} holds a run made with another {what}; choose a new --out directory "
+                             "or pass replace=True (--replace) to move it aside and train afresh")
+        if dist.is_main:
+            aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
+            run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
+            log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
+        barrier(dist)
+    return None
+
+
+def _validator(cfg: TrainConfig, tok: Any, tasks_dir: Path, dev: Any) -> Any:
+    """The per-epoch validation: the mean val score over the tasks (for keeping the best checkpoint)."""
+    def validate(m: Any, epoch: int) -> dict[str, Any]:
+        scores = evaluate_model(m, tok, cfg, tasks_dir, "val", device=dev, progress=False)
+        values = [s["score"] for s in scores.values() if s.get("score") is not None]
+        return {"score": sum(values) / len(values) if values else float("-inf"),
+                "per_task": {t: s.get("score") for t, s in scores.items()}}
+    return validate
+
+
+def _run_config(cfg: TrainConfig, model: Any, pretraining: Any, tasks_dir: Path, tables: Any, device: str,
+                world_size: int, data_notes: list[str] | None) -> dict[str, Any]:
+    """The run's record (``config.json``): the config, the backbone and where its weights came from, the
+    tables trained on, parameter counts, device and notes about the data."""
+    from vlpet.params import count_parameters
+    from vlpet.train import no_decay_names
+
+    trainable, total = count_parameters(model)
+    return {
+        "train": cfg.model_dump(mode="json"),
+        "backbone": model.info.as_dict(),
+        "random_init_backbone": not model.info.pretrained or pretraining is not None,
+        "backbone_pretraining": pretraining,
+        "tasks_dir": str(tasks_dir.resolve()),
+        "train_tables": tables,
+        "trainable_params": trainable, "total_params": total,
+        "no_weight_decay_params": no_decay_names(model),
+        "feature_norm": cfg.feature_norm,
+        "device": device, "world_size": world_size,
+        "data_notes": list(data_notes or []),
+    }
+
+
 def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, device: str = "auto",
               progress: bool = True, on_step: Any = None, data_notes: list[str] | None = None,
               replace: bool = False) -> dict[str, Any]:
@@ -241,8 +297,6 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     config or other data is an error, unless ``replace``: then it is renamed aside (kept) and training
     starts afresh. Works under ``torchrun`` (DDP)."""
     from vlpet.build import build_model
-    from vlpet.params import count_parameters
-    from vlpet.train import no_decay_names
 
     tasks_dir, run_dir = Path(tasks_dir), Path(out)
     dist = dist_from_env()
@@ -250,21 +304,9 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
     init_process_group(dist, dev)
     tables = describe_tables(tasks_dir, cfg)
     ensure_backbone_weights(cfg)  # before anything is written: weights that cannot be had stop the run here
-    if (run_dir / CONFIG_FILE).is_file():
-        same_config, same_data = _same_config(run_dir, cfg), _same_tables(run_dir, tables)
-        if same_config and same_data and (run_dir / "train_summary.json").is_file():
-            return {"config": json.loads((run_dir / CONFIG_FILE).read_text()),
-                    "train": json.loads((run_dir / "train_summary.json").read_text()), "skipped": True}
-        if not (same_config and same_data):
-            what = "training config" if not same_config else "task tables (their content changed)"
-            if not replace:
-                raise ValueError(f"{run_dir} holds a run made with another {what}; choose a new --out directory "
-                                 "or pass replace=True (--replace) to move it aside and train afresh")
-            if dist.is_main:
-                aside = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%dT%H%M%S')}")
-                run_dir.rename(aside)  # kept, never deleted: earlier results stay readable
-                log.warning("%s: made with another %s; moved to %s", run_dir, what, aside)
-            barrier(dist)
+    finished = _existing_run(run_dir, cfg, tables, replace, dist)
+    if finished is not None:
+        return finished
     datasets = train_datasets(tasks_dir, cfg)
     for d in datasets.values():  # a corrupt feature store stops the run here, before anything is written
         for part in getattr(d, "parts", [d]):
@@ -285,30 +327,11 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
         model, tok = build_model(backbone, _method(cfg), feat_dim=cfg.feat_dim, tokenizer=tok, seed=cfg.seed,
                                  visual=visual, dropout=cfg.dropout, weights=cfg.weights)
     torch.manual_seed(cfg.seed)
-    trainable, total = count_parameters(model)
-    config = {
-        "train": cfg.model_dump(mode="json"),
-        "backbone": model.info.as_dict(),
-        "random_init_backbone": not model.info.pretrained or pretraining is not None,
-        "backbone_pretraining": pretraining,
-        "tasks_dir": str(tasks_dir.resolve()),
-        "train_tables": tables,
-        "trainable_params": trainable, "total_params": total,
-        "no_weight_decay_params": no_decay_names(model),
-        "feature_norm": cfg.feature_norm,
-        "device": str(dev), "world_size": dist.world_size,
-        "data_notes": list(data_notes or []),
-    }
+    config = _run_config(cfg, model, pretraining, tasks_dir, tables, str(dev), dist.world_size, data_notes)
     if dist.is_main:
         _write_json(run_dir / CONFIG_FILE, config)
     source = LoaderBatchSource(datasets, tok, cfg, dist)
-    validate = None
-    if cfg.validate_every_epoch:
-        def validate(m: Any, epoch: int) -> dict[str, Any]:
-            scores = evaluate_model(m, tok, cfg, tasks_dir, "val", device=dev, progress=False)
-            values = [s["score"] for s in scores.values() if s.get("score") is not None]
-            return {"score": sum(values) / len(values) if values else float("-inf"),
-                    "per_task": {t: s.get("score") for t, s in scores.items()}}
+    validate = _validator(cfg, tok, tasks_dir, dev) if cfg.validate_every_epoch else None
     trainer = Trainer(model, cfg, source, run_dir, tokenizer=tok, device=dev, dist_info=dist, validate=validate,
                       on_step=on_step, progress=progress)
     result = trainer.fit()
