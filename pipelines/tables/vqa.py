@@ -109,6 +109,49 @@ def _raw_answers(rec: Record) -> list[str]:
     return out
 
 
+def _official_split(questions_path: Path, annotations_path: Path | None, split: str | None,
+                    image_subtype: str | None) -> tuple[str, str]:
+    """``(split, COCO image folder)`` from the arguments or the files' ``data_subtype`` (which must agree)."""
+    q_subtype = _top_level(questions_path, "the questions file", "questions", "is this a VQA questions file?")
+    a_subtype = None
+    if annotations_path is not None:
+        a_subtype = _top_level(annotations_path, "the annotations file", "annotations",
+                               "is this a VQA annotations file?")
+        if q_subtype and a_subtype and q_subtype != a_subtype:
+            raise TableParseError(
+                annotations_path,
+                f"data_subtype {a_subtype!r} does not match the questions file's {q_subtype!r} ({questions_path})",
+            )
+    subtype = q_subtype or a_subtype
+    folder = image_subtype or (image_subtype_of(subtype) if subtype else None)
+    if folder is None:
+        raise TableParseError(
+            questions_path, "no 'data_subtype' to name the COCO image folder; pass image_subtype='train2014' etc."
+        )
+    return split or subtype or folder, folder
+
+
+def _emit_rows(rows: VqaColumns, pending: list[tuple[str, int, int, str, int]], annotations: _Annotations | None,
+               folder: str, report: ParseReport) -> None:
+    """Rows of the pending questions; the annotator answers of one batch at a time become Python."""
+    if annotations is not None:
+        picked = annotations.table.take(pa.array([p[4] for p in pending], pa.int64()))
+        raw = picked.column("raw_answers").to_pylist()
+        a_types = picked.column("answer_type").to_pylist()
+        q_types = picked.column("question_type").to_pylist()
+    for k, (ref, qid, image_id, question, _) in enumerate(pending):
+        if annotations is None:
+            rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
+                     answers=None)
+            continue
+        if len(raw[k]) != 10:
+            report.note("annotations without exactly 10 answers")
+        rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
+                 answers=soft_scores(raw[k]), answer_type=a_types[k], question_type=q_types[k],
+                 raw_answers=raw[k])
+    pending.clear()
+
+
 def parse_vqa_official(
     questions_path: Path,
     annotations_path: Path | None = None,
@@ -123,52 +166,14 @@ def parse_vqa_official(
     exactly one annotation whose ``image_id`` matches the question's when annotations are given.
     """
     questions_path = Path(questions_path)
-    q_subtype = _top_level(questions_path, "the questions file", "questions", "is this a VQA questions file?")
-    annotations: _Annotations | None = None
-    a_subtype = None
-    if annotations_path is not None:
-        annotations_path = Path(annotations_path)
-        a_subtype = _top_level(annotations_path, "the annotations file", "annotations",
-                               "is this a VQA annotations file?")
-        if q_subtype and a_subtype and q_subtype != a_subtype:
-            raise TableParseError(
-                annotations_path,
-                f"data_subtype {a_subtype!r} does not match the questions file's {q_subtype!r} ({questions_path})",
-            )
-    subtype = q_subtype or a_subtype
-    folder = image_subtype or (image_subtype_of(subtype) if subtype else None)
-    if folder is None:
-        raise TableParseError(
-            questions_path, "no 'data_subtype' to name the COCO image folder; pass image_subtype='train2014' etc."
-        )
-    split = split or subtype or folder
-    if annotations_path is not None:
-        annotations = _Annotations(annotations_path)
-
+    annotations_path = Path(annotations_path) if annotations_path is not None else None
+    split, folder = _official_split(questions_path, annotations_path, split, image_subtype)
+    annotations = _Annotations(annotations_path) if annotations_path is not None else None
     sources = [questions_path] + ([annotations_path] if annotations_path is not None else [])
     report = ParseReport(DATASET, split, sources=[str(p) for p in sources])
     rows = VqaColumns(questions_path)
     used = bytearray(len(annotations.qids)) if annotations is not None else bytearray()
     pending: list[tuple[str, int, int, str, int]] = []  # ref, qid, image_id, question, annotation position
-
-    def emit() -> None:
-        """Rows of the pending questions; the annotator answers of one batch at a time become Python."""
-        if annotations is not None:
-            picked = annotations.table.take(pa.array([p[4] for p in pending], pa.int64()))
-            raw = picked.column("raw_answers").to_pylist()
-            a_types = picked.column("answer_type").to_pylist()
-            q_types = picked.column("question_type").to_pylist()
-        for k, (ref, qid, image_id, question, _) in enumerate(pending):
-            if annotations is None:
-                rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
-                         answers=None)
-                continue
-            if len(raw[k]) != 10:
-                report.note("annotations without exactly 10 answers")
-            rows.add(ref=ref, question_id=str(qid), image_id=coco_image_id(folder, image_id), question=question,
-                     answers=soft_scores(raw[k]), answer_type=a_types[k], question_type=q_types[k],
-                     raw_answers=raw[k])
-        pending.clear()
 
     for i, raw_question in enumerate(iter_json_items(questions_path, "questions.item")):
         report.records_read += 1
@@ -192,8 +197,8 @@ def parse_vqa_official(
                 )
         pending.append((rec.ref, qid, image_id, question, position))
         if len(pending) >= BATCH_ROWS:
-            emit()
-    emit()
+            _emit_rows(rows, pending, annotations, folder, report)
+    _emit_rows(rows, pending, annotations, folder, report)
     if annotations is not None and not all(used):
         extra = sorted(qid for qid, flag in zip(annotations.qids, used, strict=True) if not flag)
         raise annotations.error(
