@@ -395,56 +395,11 @@ class FeatureStore:
         with layout.lock():
             latest = self.latest()
             parent_id = latest.id if latest else None
-            if parent_id != run.parent:
-                raise StaleRunError(f"run {run.run_id} was staged on top of snapshot {run.parent}, but the latest "
-                                    f"is now {parent_id}; plan and run again on top of the latest snapshot")
-            if not run.exists():
-                raise StoreError(f"run {run.run_id} has no staging area (already committed or discarded)")
-            run_doc = read_json(run.path / RUN_FILE)
-            new_w = weights_identity(metadata)
-            if run_doc.get("weights") is not None and metadata.get("weights") not in (None, run_doc["weights"]):
-                raise StoreError(f"run {run.run_id} was planned for weights {run_doc['weights']!r} but is committed "
-                                 f"with weights {metadata.get('weights')!r}")
+            self._check_committable(run, parent_id, metadata)
             staged_ok, staged_err, staged_paths, staged_rows = self._collect_staged(run)
-            parent_by_sha: dict[str, IndexRow] = {}
-            parent_ids: dict[str, str] = {}
-            if latest is not None:
-                for r in self._index_rows(latest):
-                    parent_ids[r.media_id] = r.sha256
-                    cur = parent_by_sha.get(r.sha256)
-                    if cur is None or (r.status == OK and cur.status != OK):
-                        parent_by_sha[r.sha256] = r
-            rows: list[IndexRow] = []
-            missing: list[MediaItem] = []
-            n_new = n_reused = 0
-            reused_ok = False
-            for it in items:
-                h = it.sha256
-                p = parent_by_sha.get(h)
-                if h in staged_ok:
-                    seg, i, fh, fr = staged_ok[h]
-                    rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, OK, None, seg, i, fr, fh))
-                    n_new += 1
-                elif p is not None and p.status == OK:
-                    rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, OK, None, p.segment, p.row,
-                                         p.frames, p.feat_sha256))
-                    n_reused += 1
-                    reused_ok = True
-                elif h in staged_err:
-                    rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, ERROR, staged_err[h], None,
-                                         -1, -1, None))
-                    n_new += 1
-                elif p is not None:
-                    rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, ERROR, p.reason, None, -1,
-                                         -1, None))
-                    n_reused += 1
-                else:
-                    missing.append(it)
-            if missing:
-                names = ", ".join(f"{m.media_id} ({m.rel_path})" for m in missing[:5])
-                raise IncompleteRunError(f"run {run.run_id}: {len(missing)} of {len(items)} media are neither staged "
-                                         f"nor reusable (a shard not finished or not flushed?): {names}"
-                                         + (" ..." if len(missing) > 5 else ""), missing)
+            parent_by_sha, parent_ids = self._parent_rows(latest)
+            rows, n_new, n_reused, reused_ok = _merge_rows(run.run_id, items, staged_ok, staged_err, parent_by_sha)
+            new_w = weights_identity(metadata)
             old_w = weights_identity(latest.metadata) if latest is not None else None
             if reused_ok and old_w is not None and new_w is not None and old_w != new_w:
                 raise StoreError(f"the parent snapshot {parent_id} was extracted with weights {old_w} and this commit "
@@ -460,50 +415,82 @@ class FeatureStore:
                 _crash_point("noop")
                 run.discard()
                 return latest
-            # 1. committed segments: link every referenced staged segment into segments/ (idempotent)
-            seg_records: dict[str, dict[str, int]] = {}
-            for name in sorted({r.segment for r in rows if r.segment is not None}):
-                if name in staged_paths:
-                    link_or_copy(staged_paths[name], layout.segment(name))
-                    seg_records[name] = {"bytes": layout.segment(name).stat().st_size, "rows": staged_rows[name]}
-                else:
-                    seg_records[name] = dict(latest.segments[name])  # type: ignore[union-attr]
-            fsync_dir(layout.segments)
-            _crash_point("segments-linked")
-            # 2. the snapshot directory, built under a temporary name and renamed: the commit point
-            seq = latest.seq + 1 if latest is not None else 1
-            snap_id = f"{seq:06d}-{digest[:12]}"
-            idx = index_bytes(rows)
-            manifest = {
-                "format": SNAPSHOT_FORMAT, "id": snap_id, "seq": seq, "parent": parent_id, "created_utc": _now(),
-                "run_id": run.run_id, "spec": self.spec.to_dict(), "spec_digest": self._spec_digest,
-                "content_digest": digest, "counts": counts,
-                "index": {"file": INDEX, "sha256": hashlib.sha256(memoryview(idx)).hexdigest(), "bytes": idx.size,
-                          "rows": len(rows)},
-                "segments": {k: {"sha256": k, **v} for k, v in seg_records.items()},
-                "metadata": metadata, "library_versions": library_versions(LIBRARIES),
-                "writer": {"host": platform.node(), "pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else ""},
-            }
-            manifest["manifest_digest"] = manifest_digest(manifest)
-            tmp = tmp_name(layout.snapshots)
-            tmp.mkdir()
-            for fname, data in ((INDEX, idx), (MANIFEST, dump_json(manifest))):
-                fd = os.open(tmp / fname, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-                try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            fsync_dir(tmp)
-            _crash_point("snapshot-written")
-            os.rename(tmp, layout.snapshot_dir(snap_id))
-            fsync_dir(layout.snapshots)
-            _crash_point("published")
+            seg_records = self._link_segments(rows, staged_paths, staged_rows, latest)
+            snap_id = self._publish_snapshot(run, latest, rows, digest, counts, seg_records, metadata)
             # 3. the staging area is no longer needed
             run.discard()
             return self._load_snapshot(snap_id)
+
+    def _check_committable(self, run: Run, parent_id: str | None, metadata: Mapping[str, Any]) -> None:
+        """The run was staged on the latest snapshot, still exists, and is committed with its planned weights."""
+        if parent_id != run.parent:
+            raise StaleRunError(f"run {run.run_id} was staged on top of snapshot {run.parent}, but the latest "
+                                f"is now {parent_id}; plan and run again on top of the latest snapshot")
+        if not run.exists():
+            raise StoreError(f"run {run.run_id} has no staging area (already committed or discarded)")
+        run_doc = read_json(run.path / RUN_FILE)
+        if run_doc.get("weights") is not None and metadata.get("weights") not in (None, run_doc["weights"]):
+            raise StoreError(f"run {run.run_id} was planned for weights {run_doc['weights']!r} but is committed "
+                             f"with weights {metadata.get('weights')!r}")
+
+    def _parent_rows(self, latest: SnapshotInfo | None) -> tuple[dict[str, IndexRow], dict[str, str]]:
+        """The parent's rows by media sha256 (an ok row preferred) and its media ids' sha256."""
+        parent_by_sha: dict[str, IndexRow] = {}
+        parent_ids: dict[str, str] = {}
+        if latest is not None:
+            for r in self._index_rows(latest):
+                parent_ids[r.media_id] = r.sha256
+                cur = parent_by_sha.get(r.sha256)
+                if cur is None or (r.status == OK and cur.status != OK):
+                    parent_by_sha[r.sha256] = r
+        return parent_by_sha, parent_ids
+
+    def _link_segments(self, rows: list[IndexRow], staged_paths: Mapping[str, Path], staged_rows: Mapping[str, int],
+                       latest: SnapshotInfo | None) -> dict[str, dict[str, int]]:
+        """Step 1 of a commit: every referenced staged segment linked into segments/ (idempotent); returns the
+        manifest's record of every segment the rows reference."""
+        layout = self.layout
+        seg_records: dict[str, dict[str, int]] = {}
+        for name in sorted({r.segment for r in rows if r.segment is not None}):
+            if name in staged_paths:
+                link_or_copy(staged_paths[name], layout.segment(name))
+                seg_records[name] = {"bytes": layout.segment(name).stat().st_size, "rows": staged_rows[name]}
+            else:
+                seg_records[name] = dict(latest.segments[name])  # type: ignore[union-attr]
+        fsync_dir(layout.segments)
+        _crash_point("segments-linked")
+        return seg_records
+
+    def _publish_snapshot(self, run: Run, latest: SnapshotInfo | None, rows: list[IndexRow], digest: str,
+                          counts: dict[str, int], seg_records: dict[str, dict[str, int]],
+                          metadata: dict[str, Any]) -> str:
+        """Step 2 of a commit: the snapshot directory, built under a temporary name and renamed (the commit
+        point); returns its id."""
+        layout = self.layout
+        seq = latest.seq + 1 if latest is not None else 1
+        snap_id = f"{seq:06d}-{digest[:12]}"
+        idx = index_bytes(rows)
+        manifest = {
+            "format": SNAPSHOT_FORMAT, "id": snap_id, "seq": seq, "parent": latest.id if latest else None,
+            "created_utc": _now(), "run_id": run.run_id, "spec": self.spec.to_dict(),
+            "spec_digest": self._spec_digest, "content_digest": digest, "counts": counts,
+            "index": {"file": INDEX, "sha256": hashlib.sha256(memoryview(idx)).hexdigest(), "bytes": idx.size,
+                      "rows": len(rows)},
+            "segments": {k: {"sha256": k, **v} for k, v in seg_records.items()},
+            "metadata": metadata, "library_versions": library_versions(LIBRARIES),
+            "writer": {"host": platform.node(), "pid": os.getpid(), "argv0": sys.argv[0] if sys.argv else ""},
+        }
+        manifest["manifest_digest"] = manifest_digest(manifest)
+        tmp = tmp_name(layout.snapshots)
+        tmp.mkdir()
+        for fname, data in ((INDEX, idx), (MANIFEST, dump_json(manifest))):
+            _write_read_only(tmp / fname, data)
+        fsync_dir(tmp)
+        _crash_point("snapshot-written")
+        os.rename(tmp, layout.snapshot_dir(snap_id))
+        fsync_dir(layout.snapshots)
+        _crash_point("published")
+        return snap_id
 
     # --- maintenance ---------------------------------------------------------------------------------------
     def gc(self, keep: Iterable[str] = (), *, keep_latest: bool = True, dry_run: bool = False):
@@ -514,3 +501,54 @@ class FeatureStore:
 
     def info(self) -> dict[str, Any]:
         return store_info(self)
+
+
+def _write_read_only(path: Path, data: Any) -> None:
+    """Write ``data`` to a new read-only file and fsync it (a snapshot's files never change)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _merge_rows(run_id: str, items: Sequence[MediaItem], staged_ok: Mapping[str, Any], staged_err: Mapping[str, str],
+                parent_by_sha: Mapping[str, IndexRow]) -> tuple[list[IndexRow], int, int, bool]:
+    """One index row per item: staged features first, then the parent's features, then a staged or inherited
+    quarantine; ``(rows, new, reused, whether parent features were reused)``. An item with none of them is
+    an ``IncompleteRunError`` naming the first few."""
+    rows: list[IndexRow] = []
+    missing: list[MediaItem] = []
+    n_new = n_reused = 0
+    reused_ok = False
+    for it in items:
+        h = it.sha256
+        p = parent_by_sha.get(h)
+        if h in staged_ok:
+            seg, i, fh, fr = staged_ok[h]
+            rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, OK, None, seg, i, fr, fh))
+            n_new += 1
+        elif p is not None and p.status == OK:
+            rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, OK, None, p.segment, p.row,
+                                 p.frames, p.feat_sha256))
+            n_reused += 1
+            reused_ok = True
+        elif h in staged_err:
+            rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, ERROR, staged_err[h], None,
+                                 -1, -1, None))
+            n_new += 1
+        elif p is not None:
+            rows.append(IndexRow(it.media_id, it.rel_path, h, it.kind, it.size, ERROR, p.reason, None, -1,
+                                 -1, None))
+            n_reused += 1
+        else:
+            missing.append(it)
+    if missing:
+        names = ", ".join(f"{m.media_id} ({m.rel_path})" for m in missing[:5])
+        raise IncompleteRunError(f"run {run_id}: {len(missing)} of {len(items)} media are neither staged "
+                                 f"nor reusable (a shard not finished or not flushed?): {names}"
+                                 + (" ..." if len(missing) > 5 else ""), missing)
+    return rows, n_new, n_reused, reused_ok
