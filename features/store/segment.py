@@ -370,12 +370,6 @@ class Segment:
             out[j] = not _resident(aligned, start + rb - aligned)
         return out
 
-    def read_into(self, rows: Sequence[int], out_bytes: np.ndarray, dest: Sequence[int]) -> None:
-        """Fixed-shape only: ``pread`` each row's bytes from the file into ``out_bytes[dest[j]]`` (a
-        ``(n, row_bytes)`` uint8 view of the batch); releases the GIL while the disk works."""
-        for r, d in zip(rows, dest, strict=True):
-            self.read_run(r, [out_bytes[d]])
-
     def read_run(self, first: int, bufs: list[np.ndarray]) -> None:
         """Fixed-shape only: rows ``first, first + 1, ...`` (one per buffer of ``row_bytes``) with one
         ``preadv`` (more only after a short read)."""
