@@ -261,3 +261,26 @@ def test_a_corrupt_checkpoint_names_its_file_and_resume_falls_back_to_the_previo
     assert result.resumed_from and result.resumed_from.endswith("step-0000003")  # the previous kept one
     want, got = _trainable(ref), _trainable(resumed)
     assert all(torch.equal(want[k], got[k]) for k in want)  # and the run still ends bit-identical
+
+
+def test_best_val_selection_keeps_the_best_epochs_weights_as_the_final_model(tokenizers, tmp_path):
+    from vlpet.checkpoint import load_trainable
+
+    tok = tokenizers["bart"]
+    scores = {0: 0.2, 1: 0.7, 2: 0.4}  # epoch 1 is the best: its weights, not the last ones, become model/
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def validate(model, epoch):
+        seen[epoch] = _trainable(model)
+        return {"score": scores[epoch]}
+
+    cfg = _cfg(epochs=3, save_every_steps=None, checkpoint_selection="best-val", validate_every_epoch=True)
+    result = Trainer(_model(tok), cfg, ListBatchSource(_batches(tok, n_batches=2)), tmp_path / "run",
+                     tokenizer=tok, progress=False, tensorboard=False, validate=validate).fit()
+    assert sorted(seen) == [0, 1, 2]
+    assert result.best_val == {"score": 0.7, "epoch": 1, "step": 4}  # 2 steps per epoch
+    final = _model(tok)
+    load_trainable(final, tmp_path / "run" / "model")
+    got = _trainable(final)
+    assert all(torch.equal(got[k], seen[1][k]) for k in got)
+    assert not all(torch.equal(got[k], seen[2][k]) for k in got)

@@ -95,6 +95,38 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+@dataclass
+class _FitRun:
+    """One ``fit`` call's working state: what it trains with and where it stands (what a checkpoint records)."""
+
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    total: int
+    autocast_dtype: torch.dtype | None = None
+    resumed: Path | None = None
+    epoch: int = 0
+    start_batch: int = 0
+    global_step: int = 0
+    best: dict[str, Any] | None = None
+    done: bool = False
+    samples: int = 0
+    first_loss: float | None = None
+    last_loss: float | None = None
+    task_last: dict[str, float] = field(default_factory=dict)
+    writer: Any = None
+    bar: Any = None
+    log_handle: Any = None
+    t_window: float = 0.0
+    n_window: int = 0
+
+    def close(self) -> None:
+        for handle in (self.log_handle, self.writer, self.bar):
+            if handle is not None:
+                handle.close()
+
+
 class Trainer:
     """Train ``model`` on ``source`` for ``cfg``; ``fit()`` resumes from the run directory's latest checkpoint.
 
@@ -193,8 +225,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> TrainResult:
-        cfg = self.cfg
+        """Train to the end of the schedule (resuming where the run directory's checkpoints stop)."""
         t_start = time.perf_counter()
+        run = self._start()
+        try:
+            while run.epoch < self.cfg.epochs and not run.done:
+                if self._train_epoch(run):
+                    break  # max_steps reached mid-epoch; that position is checkpointed
+                self._end_epoch(run)
+        finally:
+            run.close()
+        model_dir = self._write_final_model(run.global_step)
+        barrier(self.dist)
+        return self._summarise(run, model_dir, time.perf_counter() - t_start)
+
+    def _start(self) -> _FitRun:
+        """Build the optimizer, scheduler and scaler, resume from the newest readable checkpoint, open the logs."""
+        cfg = self.cfg
         if self.dist.is_main:
             self.ckpt_root.mkdir(parents=True, exist_ok=True)
         self.model.to(self.device)
@@ -202,151 +249,162 @@ class Trainer:
         total = self.total_steps()
         scheduler = build_scheduler(optimizer, total, cfg.warmup_ratio)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        epoch, start_batch, global_step = 0, 0, 0
-        best: dict[str, Any] | None = None
-        resumed, state = self._resume(optimizer, scheduler, scaler)
-        if resumed is not None and state is not None:
+        run = _FitRun(optimizer=optimizer, scheduler=scheduler, scaler=scaler, net=self.model, total=total)
+        run.resumed, state = self._resume(optimizer, scheduler, scaler)
+        if run.resumed is not None and state is not None:
             if state["extra"].get("config_digest") != config_digest(cfg):
-                raise ValueError(f"{self.run_dir}: its checkpoint {resumed.name} was made with another training "
+                raise ValueError(f"{self.run_dir}: its checkpoint {run.resumed.name} was made with another training "
                                  "config; use a new --out directory (or delete this one) to train with this config")
             pos = state["position"]
-            epoch, start_batch, global_step = pos["epoch"], pos["next_batch"], pos["global_step"]
-            best = pos.get("best_val")
+            run.epoch, run.start_batch, run.global_step = pos["epoch"], pos["next_batch"], pos["global_step"]
+            run.best = pos.get("best_val")
         losses_path = self.run_dir / "losses.jsonl"
         if self.dist.is_main:
-            _truncate_log(losses_path, global_step)
-        writer = self._writer(global_step)
-        net: nn.Module = self.model
+            _truncate_log(losses_path, run.global_step)
+        run.writer = self._writer(run.global_step)
         if self.dist.enabled:
-            net = nn.parallel.DistributedDataParallel(
+            run.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16"
-                                   else torch.float16) if self.precision in ("bf16", "fp16") else None)
-        accum = cfg.grad_accum_steps
-        samples = 0
-        first_loss: float | None = None
-        last_loss: float | None = None
-        task_last: dict[str, float] = {}
-        bar = self._bar(total, global_step)
-        log_handle = open(losses_path, "a") if self.dist.is_main else None
-        t_window, n_window = time.perf_counter(), 0
-        done = global_step >= total
+        if self.precision in ("bf16", "fp16"):
+            run.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        run.bar = self._bar(total, run.global_step)
+        run.log_handle = open(losses_path, "a") if self.dist.is_main else None
+        run.t_window = time.perf_counter()
+        run.done = run.global_step >= total
+        return run
 
-        def save(at_epoch: int, next_batch: int) -> None:
-            """Checkpoint at an optimizer-step boundary: the run continues at (at_epoch, next_batch)."""
-            self._save(optimizer, scheduler, scaler, {"epoch": at_epoch, "next_batch": next_batch,
-                                                      "global_step": global_step, "best_val": best})
+    def _train_epoch(self, run: _FitRun) -> bool:
+        """One epoch from ``run.start_batch``; True when it stopped early because the schedule ended."""
+        cfg = self.cfg
+        self.model.train()
+        n_batches = self.source.num_batches(run.epoch)
+        micro: list[tuple[str, float, int]] = []
+        run.optimizer.zero_grad(set_to_none=True)
+        i = run.start_batch - 1
+        for i, batch in enumerate(self.source.batches(run.epoch, run.start_batch), start=run.start_batch):
+            boundary = (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches
+            # micro-batches in this optimizer step (the last step of an epoch may have fewer)
+            group = min(cfg.grad_accum_steps, n_batches - (i // cfg.grad_accum_steps) * cfg.grad_accum_steps)
+            batch = batch.to(self.device)
+            micro.append(self._forward_backward(run, batch, boundary, group))
+            if not boundary:
+                continue
+            self._optimizer_step(run, micro, batch.task)
+            micro = []
+            end_of_epoch = i + 1 == n_batches
+            if cfg.save_every_steps and run.global_step % cfg.save_every_steps == 0 and not end_of_epoch:
+                if run.log_handle:
+                    run.log_handle.flush()
+                self._checkpoint(run, run.epoch, i + 1)
+            if self.on_step:
+                self.on_step(run.global_step)
+            if run.done:
+                break
+        if run.done and i + 1 < n_batches:  # max_steps reached mid-epoch: record exactly that position
+            self._checkpoint(run, run.epoch, i + 1)
+            return True
+        return False
 
-        try:
-            while epoch < cfg.epochs and not done:
-                self.model.train()
-                n_batches = self.source.num_batches(epoch)
-                micro: list[tuple[str, float, int]] = []
-                optimizer.zero_grad(set_to_none=True)
-                i = start_batch - 1
-                for i, batch in enumerate(self.source.batches(epoch, start_batch), start=start_batch):
-                    boundary = (i + 1) % accum == 0 or i + 1 == n_batches
-                    group = min(accum, n_batches - (i // accum) * accum)  # micro-batches in this step
-                    batch = batch.to(self.device)
-                    sync = contextlib.nullcontext() if (boundary or not self.dist.enabled) else net.no_sync()
-                    with sync:
-                        with autocast or contextlib.nullcontext():
-                            out = net(input_ids=batch.input_ids, vis_feats=batch.vis_feats,
-                                      attention_mask=batch.attention_mask, labels=batch.labels,
-                                      loss_weights=batch.loss_weights, vis_attention_mask=batch.vis_attention_mask)
-                        loss = out["loss"]
-                        scaler.scale(loss / group).backward()
-                    micro.append((batch.task, float(loss.detach()), len(batch)))
-                    if not boundary:
-                        continue
-                    if cfg.clip_grad_norm:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    lr = scheduler.get_last_lr()[0]
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    global_step += 1
-                    step_loss = sum(loss_value for _, loss_value, _ in micro) / len(micro)
-                    step_samples = sum(n for _, _, n in micro) * self.dist.world_size
-                    samples += step_samples
-                    n_window += step_samples
-                    first_loss = step_loss if first_loss is None else first_loss
-                    last_loss = step_loss
-                    for task, loss_value, _ in micro:
-                        task_last[task] = loss_value
-                        if log_handle:
-                            log_handle.write(json.dumps({"step": global_step, "epoch": epoch, "task": task,
-                                                         "loss": round(loss_value, 6), "lr": lr}) + "\n")
-                    micro = []
-                    if writer and global_step % cfg.log_every_steps == 0:
-                        writer.add_scalar("loss/all", step_loss, global_step)
-                        for task, value in task_last.items():
-                            writer.add_scalar(f"loss/{task}", value, global_step)
-                        writer.add_scalar("lr", lr, global_step)
-                        elapsed = time.perf_counter() - t_window
-                        writer.add_scalar("samples_per_s", n_window / max(elapsed, 1e-9), global_step)
-                    if bar is not None:
-                        elapsed = time.perf_counter() - t_window
-                        bar.set_postfix(loss=f"{step_loss:.3f}", task=batch.task,
-                                        samples_s=f"{n_window / max(elapsed, 1e-9):.1f}")
-                        bar.update(1)
-                    done = global_step >= total
-                    end_of_epoch = i + 1 == n_batches
-                    if cfg.save_every_steps and global_step % cfg.save_every_steps == 0 and not end_of_epoch:
-                        if log_handle:
-                            log_handle.flush()
-                        save(epoch, i + 1)
-                    if self.on_step:
-                        self.on_step(global_step)
-                    if done:
-                        break
-                if done and i + 1 < n_batches:  # max_steps reached mid-epoch: record exactly that position
-                    save(epoch, i + 1)
-                    break
-                epoch, start_batch = epoch + 1, 0
-                if self.validate is not None and cfg.validate_every_epoch:
-                    result = self.validate(self.model, epoch - 1)
-                    if writer:
-                        writer.add_scalar("val/score", result["score"], global_step)
-                    if cfg.checkpoint_selection == "best-val" and (best is None or result["score"] > best["score"]):
-                        best = {**result, "epoch": epoch - 1, "step": global_step}
-                        if self.dist.is_main:
-                            save_checkpoint(self.model, self.run_dir / "best", tokenizer=self.tokenizer,
-                                            extra={"best_val": best})
-                if log_handle:
-                    log_handle.flush()
-                save(epoch, 0)
-        finally:
-            if log_handle:
-                log_handle.close()
-            if writer:
-                writer.close()
-            if bar is not None:
-                bar.close()
+    def _forward_backward(self, run: _FitRun, batch: VLBatch, boundary: bool, group: int) -> tuple[str, float, int]:
+        """Accumulate one micro-batch's gradient (DDP syncs only on the step's last one); its (task, loss, size)."""
+        sync = contextlib.nullcontext() if (boundary or not self.dist.enabled) else run.net.no_sync()
+        autocast = (torch.autocast(self.device.type, dtype=run.autocast_dtype) if run.autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with sync:
+            with autocast:
+                out = run.net(input_ids=batch.input_ids, vis_feats=batch.vis_feats,
+                              attention_mask=batch.attention_mask, labels=batch.labels,
+                              loss_weights=batch.loss_weights, vis_attention_mask=batch.vis_attention_mask)
+            loss = out["loss"]
+            run.scaler.scale(loss / group).backward()
+        return batch.task, float(loss.detach()), len(batch)
+
+    def _optimizer_step(self, run: _FitRun, micro: list[tuple[str, float, int]], task: str) -> None:
+        """Clip, step, advance the schedule, then record the step's losses."""
+        if self.cfg.clip_grad_norm:
+            run.scaler.unscale_(run.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad_norm)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        lr = run.scheduler.get_last_lr()[0]
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.global_step += 1
+        self._record_step(run, micro, lr, task)
+        run.done = run.global_step >= run.total
+
+    def _record_step(self, run: _FitRun, micro: list[tuple[str, float, int]], lr: float, task: str) -> None:
+        """losses.jsonl (one line per micro-batch), TensorBoard scalars and the progress bar."""
+        step_loss = sum(loss_value for _, loss_value, _ in micro) / len(micro)
+        step_samples = sum(n for _, _, n in micro) * self.dist.world_size
+        run.samples += step_samples
+        run.n_window += step_samples
+        run.first_loss = step_loss if run.first_loss is None else run.first_loss
+        run.last_loss = step_loss
+        for micro_task, loss_value, _ in micro:
+            run.task_last[micro_task] = loss_value
+            if run.log_handle:
+                run.log_handle.write(json.dumps({"step": run.global_step, "epoch": run.epoch, "task": micro_task,
+                                                 "loss": round(loss_value, 6), "lr": lr}) + "\n")
+        rate = run.n_window / max(time.perf_counter() - run.t_window, 1e-9)
+        if run.writer and run.global_step % self.cfg.log_every_steps == 0:
+            run.writer.add_scalar("loss/all", step_loss, run.global_step)
+            for name, value in run.task_last.items():
+                run.writer.add_scalar(f"loss/{name}", value, run.global_step)
+            run.writer.add_scalar("lr", lr, run.global_step)
+            run.writer.add_scalar("samples_per_s", rate, run.global_step)
+        if run.bar is not None:
+            run.bar.set_postfix(loss=f"{step_loss:.3f}", task=task, samples_s=f"{rate:.1f}")
+            run.bar.update(1)
+
+    def _end_epoch(self, run: _FitRun) -> None:
+        """Move to the next epoch, validate (keeping the best model when selecting by validation), checkpoint."""
+        run.epoch, run.start_batch = run.epoch + 1, 0
+        if self.validate is not None and self.cfg.validate_every_epoch:
+            result = self.validate(self.model, run.epoch - 1)
+            if run.writer:
+                run.writer.add_scalar("val/score", result["score"], run.global_step)
+            if self.cfg.checkpoint_selection == "best-val" and (run.best is None
+                                                                or result["score"] > run.best["score"]):
+                run.best = {**result, "epoch": run.epoch - 1, "step": run.global_step}
+                if self.dist.is_main:
+                    save_checkpoint(self.model, self.run_dir / "best", tokenizer=self.tokenizer,
+                                    extra={"best_val": run.best})
+        if run.log_handle:
+            run.log_handle.flush()
+        self._checkpoint(run, run.epoch, 0)
+
+    def _checkpoint(self, run: _FitRun, at_epoch: int, next_batch: int) -> None:
+        """Checkpoint at an optimizer-step boundary: the run continues at (at_epoch, next_batch)."""
+        self._save(run.optimizer, run.scheduler, run.scaler, {"epoch": at_epoch, "next_batch": next_batch,
+                                                              "global_step": run.global_step, "best_val": run.best})
+
+    def _write_final_model(self, global_step: int) -> Path:
+        """``model/``: a copy of ``best/`` when selecting by validation (and one exists), else the last weights."""
         model_dir = self.run_dir / "model"
-        if self.dist.is_main:
-            if cfg.checkpoint_selection == "best-val" and (self.run_dir / "best").is_dir():
-                src = self.run_dir / "best"
-                tmp = self.run_dir / ".model.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(src, tmp)
-                shutil.rmtree(model_dir, ignore_errors=True)
-                tmp.rename(model_dir)
-            else:
-                save_checkpoint(self.model, model_dir, tokenizer=self.tokenizer,
-                                extra={"global_step": global_step, "selection": "last"})
-        barrier(self.dist)
-        seconds = time.perf_counter() - t_start
+        if not self.dist.is_main:
+            return model_dir
+        if self.cfg.checkpoint_selection == "best-val" and (self.run_dir / "best").is_dir():
+            tmp = self.run_dir / ".model.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(self.run_dir / "best", tmp)
+            shutil.rmtree(model_dir, ignore_errors=True)
+            tmp.rename(model_dir)
+        else:
+            save_checkpoint(self.model, model_dir, tokenizer=self.tokenizer,
+                            extra={"global_step": global_step, "selection": "last"})
+        return model_dir
+
+    def _summarise(self, run: _FitRun, model_dir: Path, seconds: float) -> TrainResult:
+        """The run's ``TrainResult``, also written (rank 0) as ``train_summary.json``."""
         result = TrainResult(
-            run_dir=str(self.run_dir), model_dir=str(model_dir), steps=global_step, total_steps=total,
-            epochs_completed=epoch, samples=samples, seconds=round(seconds, 2),
-            samples_per_s=round(samples / seconds, 2) if seconds else 0.0, loss_first=first_loss,
-            loss_last=last_loss, loss_per_task_last=task_last,
-            resumed_from=str(resumed) if resumed else None, selection=cfg.checkpoint_selection, best_val=best,
-            precision=self.precision, device=str(self.device), world_size=self.dist.world_size)
+            run_dir=str(self.run_dir), model_dir=str(model_dir), steps=run.global_step, total_steps=run.total,
+            epochs_completed=run.epoch, samples=run.samples, seconds=round(seconds, 2),
+            samples_per_s=round(run.samples / seconds, 2) if seconds else 0.0, loss_first=run.first_loss,
+            loss_last=run.last_loss, loss_per_task_last=run.task_last,
+            resumed_from=str(run.resumed) if run.resumed else None, selection=self.cfg.checkpoint_selection,
+            best_val=run.best, precision=self.precision, device=str(self.device), world_size=self.dist.world_size)
         if self.dist.is_main:
             _write_atomic(self.run_dir / "train_summary.json", json.dumps(result.as_dict(), indent=2))
         return result
