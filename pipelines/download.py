@@ -263,16 +263,20 @@ def _fetch_verified(url: str, attempt: Callable[[], None], part: Path, expected:
 
     One fresh re-download after a mismatch: a corrupted transfer or a stale .part from another version of the
     file deserves a second chance, a wrong expected checksum does not deserve more."""
-    for fresh_try in (False, True):
+    def fetch_and_verify() -> tuple[str, list[tuple[str, str, str]]]:
         _with_retries(url, attempt, retries=retries, backoff=backoff, state=state)
         digest, problems = _verify(part, expected)
-        if not problems:
-            return digest
-        part.unlink()
-        if fresh_try:
-            raise _checksum_error(url, problems)
+        if problems:
+            part.unlink()
+        return digest, problems
+
+    digest, problems = fetch_and_verify()
+    if problems:
         _log.warning("%s: %s mismatch; downloading it once more from scratch", url, problems[0][0])
-    raise AssertionError("unreachable")
+        digest, problems = fetch_and_verify()
+        if problems:
+            raise _checksum_error(url, problems)
+    return digest
 
 
 def _check_items(items: Sequence[DownloadItem]) -> None:
