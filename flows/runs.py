@@ -163,16 +163,18 @@ def pretraining_max_length(tasks: Sequence[str]) -> int:
     return max(64, *(TASK_FORMATS[t].max_input_len or 0 for t in tasks))
 
 
-def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path) -> tuple[str, Any, dict | None]:
+def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Path,
+                     cache: Path | None = None) -> tuple[str, Any, dict | None]:
     """The backbone to build and its tokenizer. Pretrained weights (a directory, or the official checkpoint that
     ``ensure_backbone_weights`` fetched) are used as they are; a random backbone gets a BPE tokenizer trained
     on the data's text and, when ``cfg.pretrain`` is set, a short
-    denoising pre-training (``vlpet.pretrain``), recorded in config.json and the model's origin."""
+    denoising pre-training (``vlpet.pretrain``), recorded in config.json and the model's origin. With a
+    ``cache`` directory, a backbone pre-trained before on the same texts with the same settings and code is
+    reused from it (``flows.backbone_cache``)."""
     from transformers.utils import logging as hf_logging
 
     from vlpet.backbones import architecture_config, has_official_weights
-    from vlpet.pretrain import denoising_pretrain, pretraining_record
-    from vlpet.tokenization import train_tokenizer
+    from vlpet.pretrain import pretraining_record
 
     hf_logging.disable_progress_bar()  # per-file "Writing model shards" bars are noise in a training log
 
@@ -188,16 +190,44 @@ def prepare_backbone(cfg: TrainConfig, datasets: Mapping[str, Any], run_dir: Pat
 
         return cfg.backbone, AutoTokenizer.from_pretrained(tok_dir, local_files_only=True), None
     texts = corpus_texts(datasets)
-    vocab = cfg.pretrain.tokenizer_vocab_size if cfg.pretrain else 2000
-    tok = train_tokenizer(texts, family, vocab_size=vocab)
     if cfg.pretrain is None:
+        tok = _corpus_tokenizer(texts, family, 2000)
         tok.save_pretrained(tok_dir)
         return cfg.backbone, tok, None
+    return str(out), None, _pretrained_backbone(cfg, family, texts, out, cache)
+
+
+def _corpus_tokenizer(texts: list[str], family: str, vocab_size: int) -> Any:
+    from vlpet.tokenization import train_tokenizer
+
+    return train_tokenizer(texts, family, vocab_size=vocab_size)
+
+
+def _pretrained_backbone(cfg: TrainConfig, family: str, texts: list[str], out: Path, cache: Path | None) -> dict:
+    """Denoising pre-training into ``out`` (its record), or a verified copy of the same backbone from ``cache``."""
+    from flows import backbone_cache
+    from flows.caching import code_version
+    from vlpet.pretrain import denoising_pretrain, pretraining_record, texts_digest
+    from vlpet.provenance import library_versions
+
     p = cfg.pretrain
+    assert p is not None
+    max_length = pretraining_max_length(cfg.tasks)
+    key = backbone_cache.backbone_key({
+        "backbone": cfg.backbone, "family": family, "pretrain": p.model_dump(mode="json"), "seed": cfg.seed,
+        "dropout": cfg.dropout, "max_length": max_length, "texts_sha256": texts_digest(texts),
+        "code": code_version("vlpet"), "libraries": library_versions(("torch", "transformers", "tokenizers"))})
+    if cache is not None and backbone_cache.restore(cache, key, out):
+        record = pretraining_record(out)
+        if record is not None:
+            log.info("reused the denoised backbone %s (same texts, settings and code) from %s", key[:12], cache)
+            return record
+    tok = _corpus_tokenizer(texts, family, p.tokenizer_vocab_size)
     record = denoising_pretrain(cfg.backbone, tok, texts, out, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
-                                mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout,
-                                max_length=pretraining_max_length(cfg.tasks))
-    return str(out), None, record
+                                mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout, max_length=max_length)
+    if cache is not None:
+        backbone_cache.keep(cache, key, out)
+    return record
 
 
 def ensure_backbone_weights(cfg: TrainConfig) -> None:
@@ -289,13 +319,14 @@ def _run_config(cfg: TrainConfig, model: Any, pretraining: Any, tasks_dir: Path,
 
 def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, device: str = "auto",
               progress: bool = True, on_step: Any = None, data_notes: list[str] | None = None,
-              replace: bool = False) -> dict[str, Any]:
+              replace: bool = False, backbone_cache: Path | None = None) -> dict[str, Any]:
     """Train ``cfg`` on the task tables under ``tasks_dir`` into the run directory ``out``.
 
     An existing run directory made with the same config and the same table contents resumes from its
     latest checkpoint, or is returned as it is when it finished (nothing recomputed). One made with another
     config or other data is an error, unless ``replace``: then it is renamed aside (kept) and training
-    starts afresh. Works under ``torchrun`` (DDP)."""
+    starts afresh. ``backbone_cache``: where denoised backbones are kept for reuse (``prepare_backbone``).
+    Works under ``torchrun`` (DDP)."""
     from vlpet.build import build_model
 
     tasks_dir, run_dir = Path(tasks_dir), Path(out)
@@ -313,7 +344,7 @@ def train_run(cfg: TrainConfig, tasks_dir: str | Path, out: str | Path, *, devic
             part.check_features()
     run_dir.mkdir(parents=True, exist_ok=True)
     if dist.is_main:
-        backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)
+        backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir, backbone_cache)
     barrier(dist)
     if not dist.is_main:
         backbone, tok, pretraining = prepare_backbone(cfg, datasets, run_dir)  # reads what rank 0 wrote

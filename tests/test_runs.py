@@ -193,3 +193,52 @@ def test_resume_through_the_real_loader_is_bit_identical(tasks_dir, tmp_path):
     want = load_file(tmp_path / "ref" / "model" / "trainable.safetensors")
     got = load_file(tmp_path / "run" / "model" / "trainable.safetensors")
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def _tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_a_retrain_reuses_the_denoised_backbone_and_ends_bit_identical(tasks_dir, tmp_path, monkeypatch):
+    """The denoised backbone depends on the texts, not the features: a second run with the same texts and
+    settings copies it from the cache (verified against its manifest) and trains to the very same weights."""
+    import torch
+
+    import vlpet.pretrain
+
+    cfg = load_train_config("synthetic-image", overrides=_overrides(tasks=["vqa"], max_steps=2))
+    cache = tmp_path / "backbones"
+    first = train_run(cfg, tasks_dir, tmp_path / "a", device="cpu", progress=False, backbone_cache=cache)
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and (entries[0] / "MANIFEST.json").is_file()
+
+    made = {"count": 0}
+    real = vlpet.pretrain.denoising_pretrain
+
+    def counting(*args, **kwargs):
+        made["count"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vlpet.pretrain, "denoising_pretrain", counting)
+    second = train_run(cfg, tasks_dir, tmp_path / "b", device="cpu", progress=False, backbone_cache=cache)
+    assert made["count"] == 0  # reused, not pre-trained again
+    assert second["config"]["backbone_pretraining"] == first["config"]["backbone_pretraining"]
+    for name in ("model.safetensors", "tokenizer.json"):
+        assert (tmp_path / "b" / "backbone" / name).read_bytes() == (tmp_path / "a" / "backbone" / name).read_bytes()
+    want, got = _tensors(tmp_path / "a" / "model" / "trainable.safetensors"), _tensors(
+        tmp_path / "b" / "model" / "trainable.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+    (entries[0] / "model.safetensors").write_bytes(b"not the weights the manifest names")
+    third = train_run(cfg, tasks_dir, tmp_path / "c", device="cpu", progress=False, backbone_cache=cache)
+    assert made["count"] == 1  # the damaged entry was dropped and the backbone made afresh ...
+    assert third["config"]["backbone_pretraining"] == first["config"]["backbone_pretraining"]
+    assert (entries[0] / "model.safetensors").read_bytes() == (tmp_path / "a" / "backbone" / "model.safetensors"
+                                                               ).read_bytes()  # ... and kept again
+
+    other = load_train_config("synthetic-image", overrides=_overrides(
+        tasks=["vqa"], max_steps=2, pretrain={"steps": 2, "batch_size": 4, "tokenizer_vocab_size": 400}))
+    train_run(other, tasks_dir, tmp_path / "d", device="cpu", progress=False, backbone_cache=cache)
+    assert made["count"] == 2 and len(list(cache.iterdir())) == 2  # other settings: another backbone

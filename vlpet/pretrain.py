@@ -69,6 +69,11 @@ def vis_extra_rows(tokenizer: Any) -> list[int]:
     return sorted(vocab[t] for t in vis_extra_id_tokens() if t in vocab)
 
 
+def texts_digest(texts: Sequence[str]) -> str:
+    """sha256 of the pre-training corpus (the texts joined by newlines): what the record names it by."""
+    return hashlib.sha256("\n".join(texts).encode()).hexdigest()
+
+
 def pretraining_record(backbone: str | Path) -> dict[str, Any] | None:
     """The record of a backbone directory made by ``denoising_pretrain`` (a random init, not a public
     checkpoint, whoever passes it on); None for anything else."""
@@ -143,7 +148,7 @@ def denoising_pretrain(backbone: str, tokenizer: Any, texts: Sequence[str], out_
         sched.step()
         losses.append(loss)
     out = _save_backbone(model, tokenizer, family, out_dir)
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    digest = texts_digest(texts)
     record = {
         "origin": f"random init of {info.name}, denoising pre-trained by vlpet (not a public checkpoint)",
         "architecture": info.name, "objective": f"reconstruct text with {mask_prob:.0%} of tokens masked",

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import model_validator
 
-from flows.caching import FileHasher
+from flows.caching import FileHasher, vlpet_dir
 from flows.lineage import LineageRecord, LineageStore
 from flows.stages.core import (
     AbsPath,
@@ -128,7 +128,8 @@ class Train(Stage[TrainParams]):
         # A miss means the inputs changed: an older run in ``out`` is moved aside (kept) unless the caller
         # asks for an error instead (``replace=False``, the CLI's default).
         result = train_run(cfg, tasks, params.out, device=params.device, progress=ctx.option("progress", False),
-                           data_notes=ctx.option("data_notes"), replace=ctx.option("replace", True))
+                           data_notes=ctx.option("data_notes"), replace=ctx.option("replace", True),
+                           backbone_cache=vlpet_dir(str(params.root)) / "cache" / "backbones")
         train, conf = result["train"], result["config"]
         model_dir = Path(train["model_dir"])
         counts = {"steps": train["steps"], "samples": train["samples"],
