@@ -276,11 +276,11 @@ class SnapshotReader:
             raise QuarantinedError(self._ids[i], self._reason[i] or "")
         segs = self._seg[p]
         rows = self._row[p]
-        if len(self._seg_names) == 1 or (segs == segs[0]).all():
-            parts = [(self._segment(int(segs[0])), np.arange(n))]
-        else:
-            parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
         if self._should_check_residency() and out.flags.c_contiguous and out.flags.writeable:
+            if len(self._seg_names) == 1 or (segs == segs[0]).all():
+                parts = [(self._segment(int(segs[0])), np.arange(n))]
+            else:
+                parts = [(self._segment(int(k)), np.flatnonzero(segs == k)) for k in np.unique(segs)]
             # rows not in memory are read with parallel preads straight into `out` (many requests in flight,
             # no page faults); the resident ones are copied from the maps meanwhile
             cold = [(seg, sel, seg.cold(rows[sel])) for seg, sel in parts]
@@ -293,9 +293,16 @@ class SnapshotReader:
                         seg.copy_rows(rows[sel][~c], out, sel[~c])
                 wait_reads(pending)
                 return out
-        for seg, sel in parts:
-            seg.copy_rows(rows[sel], out, sel)
+        self._copy_from_maps(segs, rows, out)
         return out
+
+    def _copy_from_maps(self, segs: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+        """``out[j] = row rows[j] of segment segs[j]``: one memcpy per row from the maps, every segment in one
+        pass in (segment, row) order (a per-segment split cost more than the copies' bookkeeping here)."""
+        order = np.lexsort((rows, segs))
+        data = {k: self._segment(k).fixed_rows for k in np.unique(segs).tolist()}
+        for d, k, r in zip(order.tolist(), segs[order].tolist(), rows[order].tolist(), strict=True):
+            out[d] = data[k][r]
 
     def _should_check_residency(self) -> bool:
         """Residency checks cost a ``mincore`` per row: once 8 batches in a row found everything in memory

@@ -321,6 +321,11 @@ class Segment:
         """Frames per row (ragged stores) or None."""
         return np.diff(self._offsets) if self.spec.ragged else None
 
+    @property
+    def fixed_rows(self) -> np.ndarray:
+        """Fixed-shape only: every row as one read-only ``(num_rows, *shape)`` view of the map."""
+        return self._data
+
     def row(self, i: int) -> np.ndarray:
         self.prefetch(np.array([i]))
         if self.spec.ragged:

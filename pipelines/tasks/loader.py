@@ -27,6 +27,7 @@ import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -406,9 +407,10 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         no dict per example); mixed keys are served as a list of example dicts, task by task."""
         if not keys:
             return []
-        task, _, epoch = keys[0]
-        if all(k[0] == task and k[2] == epoch for k in keys):
-            return self.datasets[task].batch([k[1] for k in keys], epoch)
+        tasks, indices, epochs = zip(*keys, strict=True)
+        task, epoch = tasks[0], epochs[0]
+        if tasks.count(task) == len(tasks) and epochs.count(epoch) == len(epochs):  # one task, one epoch
+            return self.datasets[task].batch(indices, epoch)
         return [self[k] for k in keys]
 
     def __len__(self) -> int:
@@ -515,10 +517,11 @@ class MultiTaskBatchSampler:
         depth = self.lookahead_depth if self.lookahead is not None else 0
         for task, idx in batches[:depth]:
             self.lookahead(task, idx, self.epoch)
+        epoch = self.epoch
         for k, (task, idx) in enumerate(batches):
             if depth and k + depth < len(batches):
-                self.lookahead(*batches[k + depth], self.epoch)
-            yield [(task, i, self.epoch) for i in idx]
+                self.lookahead(*batches[k + depth], epoch)
+            yield list(zip(repeat(task), idx, repeat(epoch)))  # the keys built in C, not per element in Python
 
     def __len__(self) -> int:
         return max(0, len(self.rank_batches()) - self.start)
