@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE as NO_CACHE
 
 from flows import observe
+from flows.stage_thread import run_in_fresh_thread
 from flows.stages import (
     DOWNLOAD,
     EVALUATE,
@@ -49,9 +50,12 @@ def _stage_task(stage: str, runner: Callable[..., dict[str, Any]]) -> Any:
 
     def body(params: dict[str, Any], upstream: list[Any] | None = None,
              options: dict[str, Any] | None = None) -> Any:
-        with observe.stage_logs():
-            t0 = time.time()
-            result = runner(params, **(options or {}))
+        def run_stage() -> dict[str, Any]:
+            with observe.stage_logs():  # inside the stage's own thread: its records are the ones forwarded
+                return runner(params, **(options or {}))
+
+        t0 = time.time()
+        result = run_in_fresh_thread(run_stage, name=f"vlpet-{stage}")  # see flows.stage_thread: why
         return observe.stage_state(stage, {**result, "t_start": t0, "t_end": time.time()})
 
     def run_name() -> str:
