@@ -39,8 +39,16 @@ def test_extract_flow_caches_and_publishes_lineage(tmp_path, prefect_ephemeral):
     assert (first["cache_hit"], first["extracted"], first["items"]) == (False, 3, 3)
     assert second["cache_hit"] is True and second["snapshot"] == first["snapshot"]
     assert first["random_init"] is True
-    with get_client(sync_client=True) as client:
-        artifacts = {a.key: a for a in client.read_artifacts()}
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:  # the session's API also holds other tests' runs: only ours
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["extract-features"])),
+                                     sort=FlowRunSort.START_TIME_DESC, limit=50)
+        ours = [r.id for r in runs if r.parameters.get("root") == str(tmp_path)]
+        artifacts = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ours)))}
+    assert len(ours) == 2
     # Few artifacts with stable keys (one history per flow and store): the run's summary and its lineage.
     assert {"extract-features-store-summary", "extract-features-store-lineage"} <= set(artifacts)
     assert first["lineage"] in artifacts["extract-features-store-lineage"].data
