@@ -5,7 +5,8 @@ settings and the code, not on the image or video features. A retrain after one c
 change of a fine-tuning hyper-parameter) therefore reuses the backbone an earlier run made, instead of
 spending tens of seconds making the same one again.
 
-An entry is ``<data_root>/.vlpet/cache/backbones/<key>/``: the backbone directory's files plus
+An entry is ``<data_root>/.vlpet/cache/backbones/<key>/`` (the key: ``flows.caching.content_key`` of the
+settings, the corpus and the code, made by ``flows.runs``): the backbone directory's files plus
 ``MANIFEST.json`` (each file's sha256). A copy is checked against the manifest before it is used; an entry
 that does not match is dropped and the backbone is made afresh. Entries are written to a temporary
 directory and renamed into place, so a killed run never leaves a half-written entry.
@@ -13,25 +14,16 @@ directory and renamed into place, so a killed run never leaves a half-written en
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from features.media import hash_file
-from vlpet.provenance import canonical_json
 
 MANIFEST = "MANIFEST.json"
 log = logging.getLogger(__name__)
-
-
-def backbone_key(parts: Mapping[str, Any]) -> str:
-    """The entry name: sha256 of the canonical JSON of everything the pre-trained backbone depends on."""
-    return hashlib.sha256(canonical_json(dict(parts)).encode()).hexdigest()
 
 
 def _digests(directory: Path) -> dict[str, str]:

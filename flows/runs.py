@@ -206,28 +206,37 @@ def _corpus_tokenizer(texts: list[str], family: str, vocab_size: int) -> Any:
 def _pretrained_backbone(cfg: TrainConfig, family: str, texts: list[str], out: Path, cache: Path | None) -> dict:
     """Denoising pre-training into ``out`` (its record), or a verified copy of the same backbone from ``cache``."""
     from flows import backbone_cache
-    from flows.caching import code_version
-    from vlpet.pretrain import denoising_pretrain, pretraining_record, texts_digest
-    from vlpet.provenance import library_versions
+    from vlpet.pretrain import denoising_pretrain, pretraining_record
 
     p = cfg.pretrain
     assert p is not None
     max_length = pretraining_max_length(cfg.tasks)
-    key = backbone_cache.backbone_key({
-        "backbone": cfg.backbone, "family": family, "pretrain": p.model_dump(mode="json"), "seed": cfg.seed,
-        "dropout": cfg.dropout, "max_length": max_length, "texts_sha256": texts_digest(texts),
-        "code": code_version("vlpet"), "libraries": library_versions(("torch", "transformers", "tokenizers"))})
-    if cache is not None and backbone_cache.restore(cache, key, out):
-        record = pretraining_record(out)
-        if record is not None:
+    key = None
+    if cache is not None:
+        key = _backbone_key(cfg, family, texts, max_length)
+        if backbone_cache.restore(cache, key, out) and (record := pretraining_record(out)) is not None:
             log.info("reused the denoised backbone %s (same texts, settings and code) from %s", key[:12], cache)
             return record
     tok = _corpus_tokenizer(texts, family, p.tokenizer_vocab_size)
     record = denoising_pretrain(cfg.backbone, tok, texts, out, steps=p.steps, batch_size=p.batch_size, lr=p.lr,
                                 mask_prob=p.mask_prob, seed=cfg.seed, dropout=cfg.dropout, max_length=max_length)
-    if cache is not None:
+    if cache is not None and key is not None:
         backbone_cache.keep(cache, key, out)
     return record
+
+
+def _backbone_key(cfg: TrainConfig, family: str, texts: list[str], max_length: int) -> str:
+    """The cache key of a denoised backbone (``flows.caching.content_key``, like every stage's): its settings,
+    the corpus and the code and libraries that pre-train it."""
+    from flows.caching import code_version, content_key
+    from vlpet.pretrain import texts_digest
+    from vlpet.provenance import library_versions
+
+    assert cfg.pretrain is not None
+    params = {"backbone": cfg.backbone, "family": family, "pretrain": cfg.pretrain.model_dump(mode="json"),
+              "seed": cfg.seed, "dropout": cfg.dropout, "max_length": max_length,
+              "libraries": library_versions(("torch", "transformers", "tokenizers"))}
+    return content_key("backbone", params, {"texts": texts_digest(texts), "code_version": code_version("vlpet")})
 
 
 def ensure_backbone_weights(cfg: TrainConfig) -> None:
