@@ -327,9 +327,11 @@ class Segment:
         return self._data
 
     def row(self, i: int) -> np.ndarray:
-        self.prefetch(np.array([i]))
         if self.spec.ragged:
-            return self._frames[self._offsets[i]:self._offsets[i + 1]]
+            first, end = int(self._offsets[i]), int(self._offsets[i + 1])
+            self._request(self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes)
+            return self._frames[first:end]
+        self._request(self._data_offset + i * self._row_bytes, self._row_bytes)
         return self._data[i]
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
@@ -346,22 +348,26 @@ class Segment:
         around it). Returns how many rows it asked for. Resident rows cost one ``mincore`` each, not a read."""
         if not len(rows) or _MINCORE is None:
             return 0
-        page = mmap.PAGESIZE
         asked = 0
-        for r in np.unique(rows):  # sorted: the kernel sees the requests in file order
+        for r in np.unique(rows).tolist():  # sorted: the kernel sees the requests in file order
             if self.spec.ragged:
                 first, end = int(self._offsets[r]), int(self._offsets[r + 1])
-                start, size = self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes
+                asked += self._request(self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes)
             else:
-                start, size = self._data_offset + int(r) * self._row_bytes, self._row_bytes
-            if size == 0:
-                continue
-            aligned = start - start % page
-            length = start + size - aligned
-            if not _resident(self._map_address + aligned, length):
-                _advise(self._mm, mmap.MADV_WILLNEED, aligned, length)
-                asked += 1
+                asked += self._request(self._data_offset + r * self._row_bytes, self._row_bytes)
         return asked
+
+    def _request(self, start: int, size: int) -> bool:
+        """``MADV_WILLNEED`` on the map's bytes ``[start, start + size)`` unless all are resident: one request
+        for the whole row, where touching it would fault its pages in one at a time. Whether it asked."""
+        if size == 0 or _MINCORE is None:
+            return False
+        aligned = start - start % mmap.PAGESIZE
+        length = start + size - aligned
+        if _resident(self._map_address + aligned, length):
+            return False
+        _advise(self._mm, mmap.MADV_WILLNEED, aligned, length)
+        return True
 
     def cold(self, rows: np.ndarray) -> np.ndarray:
         """Fixed-shape only: which of ``rows`` are not wholly in memory (all False when it cannot tell)."""
