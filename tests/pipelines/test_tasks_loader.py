@@ -52,6 +52,37 @@ def test_ddp_ranks_are_disjoint_and_cover_the_epoch(world):
     assert len(set(padded)) == 1 and padded[0] == math.ceil(len(full) / world)  # equal steps on every rank
 
 
+@pytest.mark.parametrize("mode", ["roundrobin", "proportional", "temperature"])
+@pytest.mark.parametrize("world, pad, drop_last, start", [(1, True, False, 0), (3, True, True, 2),
+                                                          (3, False, False, 5), (4, True, False, 0)])
+def test_len_is_counted_without_building_the_epoch_and_matches_what_iterates(mode, world, pad, drop_last, start):
+    sizes = {"a": 7, "b": 25, "c": 0}  # batches: a 3 (2 full), b 9 (8 full), c none
+    bs = {"a": 3, "b": 3, "c": 4}
+    per_task = 2 + 8 if drop_last else 3 + 9
+    for rank in range(world):
+        s = MultiTaskBatchSampler(sizes, bs, mode=mode, seed=5, epoch=1, rank=rank, world_size=world, pad=pad,
+                                  drop_last=drop_last, start=start)
+        padded = math.ceil(per_task / world) * world if pad else per_task
+        expected = max(0, len(range(rank, padded, world)) - start)  # hand count: ranks take r, r+W, ...
+        assert len(s) == expected == len(list(s)), (rank, mode)
+        if drop_last:
+            assert all(len(b) == 3 for b in s)
+
+
+def test_padding_gives_every_rank_a_batch_even_with_more_ranks_than_batches():
+    lens = [len(list(MultiTaskBatchSampler({"a": 4}, {"a": 2}, rank=r, world_size=5))) for r in range(5)]
+    assert lens == [1] * 5  # 2 batches dealt to 5 ranks: the padding cycles through them
+
+
+def test_a_million_example_epoch_is_planned_without_python_lists_of_every_index():
+    s = MultiTaskBatchSampler({"gqa": 1_087_640, "vqa": 658_111}, {"gqa": 100, "vqa": 60}, seed=2)
+    first = next(iter(s))
+    assert len(first) in (60, 100) and len({i for _, i, _ in first}) == len(first)
+    plan = s._plan()
+    assert len(plan) == len(s) == 10_877 + 10_969
+    assert all(isinstance(idx, np.ndarray) and idx.base is not None for _, idx in plan[:50])  # views, not copies
+
+
 @pytest.mark.parametrize("mode, power", [("proportional", 1.0), ("temperature", 0.5)])
 def test_proportional_and_temperature_sampling(mode, power):
     sizes = {"a": 9000, "b": 1000}
@@ -118,6 +149,26 @@ def test_dataset_pickles_without_open_maps_for_spawned_workers(task_tables):
     clone = pickle.loads(pickle.dumps(d))
     again = clone[0]
     assert again["example_id"] == first["example_id"] and (again["vis"] == first["vis"]).all()
+
+
+def test_tables_over_one_store_share_one_reader_while_in_use(task_tables):
+    import gc
+
+    from pipelines.tasks import loader
+
+    paths = task_tables.paths
+    train, evaluation = TaskDataset(paths["coco"]), TaskDataset(paths["coco"], train=False)
+    other = TaskDataset(paths["nlvr2"])
+    for d in (train, evaluation, other):
+        d.prefetch([0])  # opens the table and its reader
+    assert train._reader is evaluation._reader  # one set of maps: each page mapped (and counted) once
+    assert other._reader is not train._reader
+    key = (str(train.store_path.resolve()), train.snapshot_id)
+    assert loader._READERS[key] is train._reader
+    del train, evaluation
+    gc.collect()
+    assert key not in loader._READERS  # released with the last dataset using it
+    assert other.example(0)["vis"] is not None
 
 
 def test_batched_examples_match_the_table_and_the_store_in_request_order(task_tables):
