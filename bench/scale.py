@@ -16,15 +16,19 @@ the interpreter and imports: ~450 MB, mostly torch, which ``vlpet`` imports):
 - store section (COCO image features through the store writer, real width ``(49, 2048)`` float16 up to
   ``--full-width-max`` rows, thinner beyond, said in the table): ``store:commit`` (stage + commit),
   ``store:open`` (open a reader, first row), ``store:read-cold`` (page cache of the segments evicted with
-  ``posix_fadvise(DONTNEED)``, then random single-row reads copied out), ``store:read-warm`` (the same rows
-  again); the read stages also report rows/s and the process's file-backed resident memory (``RssFile``).
+  ``posix_fadvise(DONTNEED)``, then random single-row reads copied out), ``store:read-cold-batch`` (the
+  loader's pattern, cold: random 64-row ``get_many`` batches, with and without the next batch prefetched),
+  ``store:read-warm`` (the single rows again); segment verification (readers hash each segment once per
+  process when first mapped) is timed apart (``verify_s``) before the reads; the read stages also report
+  rows/s and the process's file-backed resident memory (``RssFile``);
+- loader section (``loader:tables``, ``loader:w0``, ``loader:w2``): VQA + COCO captions over those COCO
+  features, one multi-task loader with the text pipeline: open, verification, first batch, samples/s, memory.
 
-Stages are a list of ``Stage(name, section, run)``; ``register`` adds more (the loader section is
-registered by whoever owns the loader). ``--code DIR`` imports the project from another checkout (e.g. an
-older commit unpacked with ``git archive``), and ``--baseline-code DIR --baseline-stages REGEX`` runs the
-matching stages with both checkouts in the same run and prints after/before ratios. Growth exponents are
-least-squares slopes of log(metric) over log(fraction) (1.0 = linear); the memory exponent uses the peak
-minus the pre-stage RSS.
+Stages are a list of ``Stage(name, section, run)``; ``register`` adds more. ``--code DIR`` imports the project
+from another checkout (e.g. an older commit unpacked with ``git archive``), and ``--baseline-code DIR
+--baseline-stages REGEX`` runs the matching stages with both checkouts in the same run and prints after/before
+ratios. Growth exponents are least-squares slopes of log(metric) over log(fraction) (1.0 = linear); the memory
+exponent uses the peak minus the pre-stage RSS.
 
 Usage::
 
@@ -160,7 +164,7 @@ for _t in TASK_SPLITS:
 
 # ------------------------------------------------------------------------------------ store section
 # Feature-store figures with the store's own reader (features.store): commit, open, cold and warm random
-# reads. Kept apart from the data stages above so the loader/store owners can add stages beside them.
+# reads.
 
 FULL_WIDTH = (49, 2048)
 
@@ -206,9 +210,9 @@ def _coco_items(ids: list[str]) -> list[Any]:
     return [MediaItem(m, f"{m}.jpg", hashlib.sha256(m.encode()).hexdigest(), "image", 1000) for m in ids]
 
 
-def _status_mb(key: str) -> float:
-    """A ``/proc/self/status`` memory figure (``VmRSS``, ``RssFile``, ...) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_mb(key: str, pid: int | str = "self") -> float:
+    """A ``/proc/<pid>/status`` memory figure (``VmRSS``, ``RssFile``, ...) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
@@ -225,13 +229,11 @@ def _store_open(ctx: Context) -> dict[str, Any]:
 
 
 def _evict(directory: Path) -> None:
-    """Drop the page cache of every file under ``directory`` (clean pages only; no root needed)."""
-    for path in directory.rglob("*.arrow"):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+    """Drop the page cache of every segment under ``directory`` (``bench/pagecache.py``: fsync first, since
+    pages still dirty from the commit are not dropped; no root needed)."""
+    from pagecache import evict  # bench/ sibling (the script's own directory is on sys.path)
+
+    evict(sorted(directory.rglob("*.arrow")))
 
 
 def _random_reads(ctx: Context, cold: bool) -> dict[str, Any]:
@@ -240,9 +242,15 @@ def _random_reads(ctx: Context, cold: bool) -> dict[str, Any]:
     from features.store import FeatureStore
 
     store = _feature_store(ctx)
-    if cold:
-        _evict(store / "segments")
     reader = FeatureStore.open_reader(store)
+    out: dict[str, Any] = {}
+    if hasattr(reader, "check_segments"):  # verified once per process on first map: not part of the reads
+        t = time.perf_counter()
+        reader.check_segments()
+        out["verify_s"] = round(time.perf_counter() - t, 2)
+    if cold:
+        reader.close()
+        _evict(store / "segments")
     ids = reader.media_ids
     rng = np.random.default_rng(1)
     picks = [ids[i] for i in rng.choice(len(ids), size=min(ctx.options.get("reads", 2000), len(ids)), replace=False)]
@@ -255,19 +263,145 @@ def _random_reads(ctx: Context, cold: bool) -> dict[str, Any]:
         nbytes += np.array(reader.get(m)).nbytes
     dt = time.perf_counter() - t0
     return {"rows": len(ids), "reads": len(picks), "rows_per_s": round(len(picks) / dt, 1),
-            "read_mb": round(nbytes / 2**20, 1), "rss_file_mb": round(_status_mb("RssFile"), 1)}
+            "read_mb": round(nbytes / 2**20, 1), "rss_file_mb": round(_status_mb("RssFile"), 1), **out}
+
+
+def _batch_reads(ctx: Context) -> dict[str, Any]:
+    """What the training loader does, cold: random ``--cold-batch``-row batches through ``get_many``.
+
+    Readers that verify segments when a process first maps them (``check_segments``) verify every segment
+    first, timed apart (``verify_s``: one full read and sha256 of the store), then the files are evicted
+    again, so the timed phase is reads. Where the reader has ``prefetch`` (the loader asks for the next
+    batch while this one is used), a second cold phase does that too (``lookahead_rows_s``).
+    """
+    import gc
+
+    import numpy as np
+
+    from features.store import FeatureStore
+
+    store = _feature_store(ctx)
+    reader = FeatureStore.open_reader(store)
+    ids = reader.media_ids
+    batch, batches = ctx.options.get("cold_batch", 64), ctx.options.get("cold_batches", 40)
+    rng = np.random.default_rng(2)
+    draw = [[ids[i] for i in rng.choice(len(ids), batch, replace=False)] for _ in range(2 * batches)]
+    out: dict[str, Any] = {"rows": len(ids), "batch": batch, "batches": batches}
+    if hasattr(reader, "check_segments"):
+        t = time.perf_counter()
+        reader.check_segments()
+        out["verify_s"] = round(time.perf_counter() - t, 2)
+
+    def cold_phase(name: str, picks: list[list[str]], lookahead: bool) -> None:
+        reader.close()  # mapped pages are not evicted: unmap, then drop the files' pages
+        gc.collect()
+        _evict(store / "segments")
+        reader.get(ids[0])
+        file0 = _status_mb("RssFile")
+        t = time.perf_counter()
+        if lookahead:
+            reader.prefetch(picks[0])
+        for k, b in enumerate(picks):
+            if lookahead and k + 1 < len(picks):
+                reader.prefetch(picks[k + 1])
+            reader.get_many(b)
+        out[f"{name}_rows_s"] = round(batch * len(picks) / (time.perf_counter() - t), 1)
+        row_mb = reader.get(ids[0]).nbytes / 2**20
+        out[f"{name}_read_mb"] = round(len({m for b in picks for m in b}) * row_mb, 1)
+        out[f"{name}_rss_file_growth_mb"] = round(_status_mb("RssFile") - file0, 1)
+
+    cold_phase("batch", draw[:batches], lookahead=False)
+    if hasattr(reader, "prefetch"):
+        cold_phase("lookahead", draw[batches:], lookahead=True)
+    return out
 
 
 register("store:commit", "store", _store_commit)
 register("store:open", "store", _store_open)
 register("store:read-cold", "store", lambda ctx: _random_reads(ctx, cold=True))
+register("store:read-cold-batch", "store", _batch_reads)
 register("store:read-warm", "store", lambda ctx: _random_reads(ctx, cold=False))
 
 
 # ------------------------------------------------------------------------------------ loader section
-# Multi-task loader stages (first batch, steady samples/s, RSS) go here, registered with
-# ``register(name, "loader", run)``; they may use ``_feature_store(ctx)`` (COCO features, written by
-# ``store:commit``) and the task tables of ``build:*`` under ``ctx.root / "tasks"``.
+# The training loader at real row counts: VQA (Karpathy train, 2 images' worth of questions per COCO image)
+# and COCO captions (one example per caption) over the COCO feature store of ``store:commit``, as one
+# multi-task loader with the full text pipeline (tokenize, ``VLBatch``). Needs ``prepare:vqa``,
+# ``prepare:coco`` and ``store:commit`` of the same fraction.
+
+LOADER_TASKS = {"vqa": ("vqa", "karpathy_train"), "coco": ("coco", "train")}
+
+
+def _loader_table(ctx: Context, task: str) -> Path:
+    return ctx.root / "loader" / f"{task}.arrow"
+
+
+def _loader_tables(ctx: Context) -> dict[str, Any]:
+    """Task tables of ``LOADER_TASKS`` joined with the COCO feature store (the build stages' tables point at
+    the thin store's snapshot, which a loader over these features would refuse)."""
+    from pipelines.tasks.build import build_task_table
+
+    out: dict[str, Any] = {}
+    for task, (dataset, split) in LOADER_TASKS.items():
+        report = build_task_table(task, split, ctx.root / "tables" / dataset / f"{split}.arrow",
+                                  _feature_store(ctx), _loader_table(ctx, task))
+        out[f"{task}_rows"] = report.rows_in
+    return out
+
+
+def _loader(workers: int) -> Callable[[Context], dict[str, Any]]:
+    def run(ctx: Context) -> dict[str, Any]:
+        """Open the tables (``check_features`` verifies the segments they use: timed apart, then the segments
+        are evicted again), then from cold: seconds to the first batch, samples/s over the next
+        ``--loader-batches`` batches (one sample = one image's features), and the process's memory (all
+        processes' for workers: ``RssAnon`` is what the loader holds, ``RssFile`` the mapped pages and
+        libraries; ``start_*`` the main process before the loader was made)."""
+        import numpy as np
+        import psutil
+
+        from pipelines.tasks import TaskDataset, multitask_loader
+        from vlpet.tokenization import train_tokenizer
+
+        tokenizer = train_tokenizer(["what is it?", "two dogs on a bench.", "yes", "no", "a red bus."] * 40,
+                                    "bart", vocab_size=400)
+        t = time.perf_counter()
+        parts = {task: TaskDataset(_loader_table(ctx, task)) for task in LOADER_TASKS}
+        out: dict[str, Any] = {"examples": {task: len(d) for task, d in parts.items()}, "workers": workers,
+                               "open_s": round(time.perf_counter() - t, 2)}
+        t = time.perf_counter()
+        for d in parts.values():
+            if hasattr(d, "check_features"):
+                d.check_features()
+        out["verify_s"] = round(time.perf_counter() - t, 2)
+        _evict(_feature_store(ctx) / "segments")
+        loader = multitask_loader(parts, tokenizer, 60, num_workers=workers)
+        out.update(start_anon_mb=round(_status_mb("RssAnon"), 1), start_file_mb=round(_status_mb("RssFile"), 1))
+        out["batches_per_epoch"] = len(loader)
+        # stop before the epoch ends: an exhausted iterator has shut its workers down before memory is read
+        want = min(ctx.options.get("loader_batches", 300), len(loader) - 2)
+        t = time.perf_counter()
+        it = iter(loader)
+        next(it)
+        out["first_batch_s"] = round(time.perf_counter() - t, 3)
+        n, t = 0, time.perf_counter()
+        for _, batch in zip(range(want), it, strict=False):
+            n += batch.vis_feats.shape[0]
+        dt = time.perf_counter() - t
+        procs = [psutil.Process(), *psutil.Process().children(recursive=True)]
+        anon = sum(_status_mb("RssAnon", pr.pid) for pr in procs)
+        file = sum(_status_mb("RssFile", pr.pid) for pr in procs)
+        del it
+        out.update(samples=n, samples_s=round(n / dt, 1), rss_anon_mb=round(anon, 1), rss_file_mb=round(file, 1),
+                   delivered_mb=round(n * parts["vqa"]._reader.spec.np_dtype.itemsize *
+                                      int(np.prod(parts["vqa"]._reader.spec.shape)) / 2**20, 1))
+        return out
+
+    return run
+
+
+register("loader:tables", "loader", _loader_tables)
+register("loader:w0", "loader", _loader(0))
+register("loader:w2", "loader", _loader(2))
 
 
 # ------------------------------------------------------------------------------------ measurement
@@ -413,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-stages", default="prepare:(gqa|vqa)$|build:vqa$")
     ap.add_argument("--full-width-max", type=int, default=20_000, help="rows stored at (49, 2048); thinner above")
     ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--cold-batch", type=int, default=64, help="rows per get_many in store:read-cold-batch")
+    ap.add_argument("--loader-batches", type=int, default=300, help="batches timed by the loader:* stages")
+    ap.add_argument("--cold-batches", type=int, default=40, help="batches per cold phase of store:read-cold-batch")
     ap.add_argument("--report", type=Path, nargs="+", help="print the table of earlier runs' logs (merged)")
     ap.add_argument("--report-before", type=Path, nargs="*", default=[], help="logs of the baseline code's runs")
     ap.add_argument("--serve", help=argparse.SUPPRESS)
@@ -435,7 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(BENCH))
     import scale_data
 
-    options = {"full_width_max": args.full_width_max, "reads": args.reads}
+    options = {"full_width_max": args.full_width_max, "reads": args.reads, "cold_batch": args.cold_batch,
+               "cold_batches": args.cold_batches, "loader_batches": args.loader_batches}
     selected = [s for s in STAGES if re.search(args.stages, s.name)]
     with_base = [s.name for s in selected if args.baseline_code and re.search(args.baseline_stages, s.name)]
     results: dict[str, dict[str, dict[str, Any]]] = {s.name: {} for s in selected}
