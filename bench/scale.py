@@ -499,7 +499,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, di
            fractions: list[float]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Print the stage x size table, the growth exponents and the after/before ratios; return the last two."""
     keys = [f"{f:g}" for f in fractions]
-    print(f"\n{'stage':<18}" + "".join(f"{k:>26}" for k in keys) + "   exp(wall) exp(cpu) exp(mem)")
+    print(f"\n{'stage':<22}" + "".join(f"{k:>26}" for k in keys) + "   exp(wall) exp(cpu) exp(mem)")
     exponents: dict[str, dict[str, float | None]] = {}
     for name, by_size in results.items():
         ok = [(float(k), by_size[k]) for k in keys if k in by_size and "error" not in by_size[k]]
@@ -508,7 +508,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, di
                "cpu": growth_exponent(fr, [r["cpu_s"] for _, r in ok]),
                "mem": growth_exponent(fr, [r["peak_rss_mb"] - r["base_rss_mb"] for _, r in ok])}
         exponents[name] = exp
-        print(f"{name:<18}" + "".join(f"{_fmt(by_size.get(k)):>26}" for k in keys)
+        print(f"{name:<22}" + "".join(f"{_fmt(by_size.get(k)):>26}" for k in keys)
               + "".join(f"{'-' if v is None else v:>9}" for v in exp.values()))
     ratios: dict[str, dict[str, dict[str, float]]] = {}
     if baseline:
@@ -519,7 +519,7 @@ def report(results: dict[str, dict[str, dict[str, Any]]], baseline: dict[str, di
                 if not b or not a or "error" in b or "error" in a:
                     continue
                 ratios.setdefault(name, {})[k] = {m: round(a[m] / b[m], 3) for m in ("wall_s", "cpu_s", "peak_rss_mb")}
-                print(f"  {name:<18} {k:>6}: before {_fmt(b)}  after {_fmt(a)}  "
+                print(f"  {name:<22} {k:>6}: before {_fmt(b)}  after {_fmt(a)}  "
                       f"peak RSS x{ratios[name][k]['peak_rss_mb']:.2f}, wall x{ratios[name][k]['wall_s']:.2f}")
     return exponents, ratios
 
@@ -595,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             def record(name: str, r: dict[str, Any], sink: dict = sink, label: str = label,
                        fraction: float = fraction) -> None:
                 sink[name][f"{fraction:g}"] = r
-                print(f"{name:<18} {fraction:>6g} {label:<6} {json.dumps(r)}", flush=True)
+                print(f"{name:<22} {fraction:>6g} {label:<6} {json.dumps(r)}", flush=True)
 
             run_stages(names, root, fraction, options, code, record)
 
