@@ -236,6 +236,16 @@ def _evict(directory: Path) -> None:
     evict(sorted(directory.rglob("*.arrow")))
 
 
+def _verify_timed(reader: Any) -> dict[str, Any]:
+    """Readers that hash each segment when a process first maps it (``check_segments``) do it for all of them
+    here, so the reads timed after are reads: ``{"verify_s": ...}`` (empty for readers without it)."""
+    if not hasattr(reader, "check_segments"):
+        return {}
+    t = time.perf_counter()
+    reader.check_segments()
+    return {"verify_s": round(time.perf_counter() - t, 2)}
+
+
 def _random_reads(ctx: Context, cold: bool) -> dict[str, Any]:
     import numpy as np
 
@@ -243,11 +253,7 @@ def _random_reads(ctx: Context, cold: bool) -> dict[str, Any]:
 
     store = _feature_store(ctx)
     reader = FeatureStore.open_reader(store)
-    out: dict[str, Any] = {}
-    if hasattr(reader, "check_segments"):  # verified once per process on first map: not part of the reads
-        t = time.perf_counter()
-        reader.check_segments()
-        out["verify_s"] = round(time.perf_counter() - t, 2)
+    out = _verify_timed(reader)
     if cold:
         reader.close()
         _evict(store / "segments")
@@ -286,11 +292,7 @@ def _batch_reads(ctx: Context) -> dict[str, Any]:
     batch, batches = ctx.options.get("cold_batch", 64), ctx.options.get("cold_batches", 40)
     rng = np.random.default_rng(2)
     draw = [[ids[i] for i in rng.choice(len(ids), batch, replace=False)] for _ in range(2 * batches)]
-    out: dict[str, Any] = {"rows": len(ids), "batch": batch, "batches": batches}
-    if hasattr(reader, "check_segments"):
-        t = time.perf_counter()
-        reader.check_segments()
-        out["verify_s"] = round(time.perf_counter() - t, 2)
+    out: dict[str, Any] = {"rows": len(ids), "batch": batch, "batches": batches, **_verify_timed(reader)}
 
     def cold_phase(name: str, picks: list[list[str]], lookahead: bool) -> None:
         reader.close()  # mapped pages are not evicted: unmap, then drop the files' pages

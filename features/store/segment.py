@@ -327,12 +327,17 @@ class Segment:
         return self._data
 
     def row(self, i: int) -> np.ndarray:
+        self._request(*self._span(i))
+        if self.spec.ragged:
+            return self._frames[self._offsets[i]:self._offsets[i + 1]]
+        return self._data[i]
+
+    def _span(self, i: int) -> tuple[int, int]:
+        """(offset in the map, bytes) of row ``i``'s features (a ragged row: all its frames)."""
         if self.spec.ragged:
             first, end = int(self._offsets[i]), int(self._offsets[i + 1])
-            self._request(self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes)
-            return self._frames[first:end]
-        self._request(self._data_offset + i * self._row_bytes, self._row_bytes)
-        return self._data[i]
+            return self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes
+        return self._data_offset + i * self._row_bytes, self._row_bytes
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Fixed-shape only: a copy of the rows ``idx``."""
@@ -350,11 +355,7 @@ class Segment:
             return 0
         asked = 0
         for r in np.unique(rows).tolist():  # sorted: the kernel sees the requests in file order
-            if self.spec.ragged:
-                first, end = int(self._offsets[r]), int(self._offsets[r + 1])
-                asked += self._request(self._data_offset + first * self._row_bytes, (end - first) * self._row_bytes)
-            else:
-                asked += self._request(self._data_offset + r * self._row_bytes, self._row_bytes)
+            asked += self._request(*self._span(r))
         return asked
 
     def _request(self, start: int, size: int) -> bool:

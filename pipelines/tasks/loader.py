@@ -496,11 +496,6 @@ class MultiTaskBatchSampler:
         key = hashlib.blake2b(f"{self.seed}/{self.epoch}/{task}/{round_}".encode(), digest_size=16).digest()
         return np.random.Generator(np.random.PCG64(int.from_bytes(key, "little"))).permutation(n)
 
-    def task_batches(self, task: str, round_: int = 0) -> list[list[int]]:
-        """One pass over ``task``'s examples as batches (``task_order`` cut into ``batch_sizes[task]``)."""
-        order, b = self.task_order(task, round_), self.batch_sizes[task]
-        return [order[k * b:(k + 1) * b].tolist() for k in range(self._task_batch_count(task))]
-
     def _task_batch_count(self, task: str) -> int:
         n, b = self.sizes[task], self.batch_sizes[task]
         return n // b if self.drop_last else -(-n // b)
@@ -539,13 +534,6 @@ class MultiTaskBatchSampler:
             extra = self.world_size - len(plan) % self.world_size
             plan = plan + [plan[i % len(plan)] for i in range(extra)]
         return plan[self.rank::self.world_size]
-
-    def global_batches(self) -> list[tuple[str, list[int]]]:
-        """The whole epoch's batch list (all ranks), before sharding."""
-        return [(t, idx.tolist()) for t, idx in self._plan()]
-
-    def rank_batches(self) -> list[tuple[str, list[int]]]:
-        return [(t, idx.tolist()) for t, idx in self._rank_plan()]
 
     def __iter__(self) -> Iterator[list[Key]]:
         batches = self._rank_plan()[self.start:]
