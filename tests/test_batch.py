@@ -168,6 +168,7 @@ def test_batch_buffers_are_reused_only_when_unreferenced(monkeypatch):
     from vlpet import batch as vb
 
     monkeypatch.setattr(vb, "_POOL", [])
+    monkeypatch.setattr(vb, "_POOL_USED", [])
     a = vb.batch_buffer((3, 4), np.float32)
     a[:] = 1
     t = torch.from_numpy(a[1:])  # a tensor over part of it keeps the buffer in use
@@ -183,3 +184,27 @@ def test_batch_buffers_are_reused_only_when_unreferenced(monkeypatch):
     # the others are plain arrays outside the pool
     held = [vb.batch_buffer((1 << 18,), np.float32) for _ in range(3)]
     assert [any(h.base is p for p in vb._POOL) for h in held] == [True, False, False] and len(vb._POOL) == 2
+
+
+def test_batch_buffers_most_recently_used_first(monkeypatch):
+    """The free buffer handed out is the one used last (still in the CPU cache), not the smallest that fits;
+    new buffers are as large as the largest so far, so any free one fits any later batch."""
+    from vlpet import batch as vb
+
+    monkeypatch.setattr(vb, "_POOL", [])
+    monkeypatch.setattr(vb, "_POOL_USED", [])
+    mb = 1 << 20
+    x = vb.batch_buffer((mb,), np.uint8)  # A: 1 MB
+    y = vb.batch_buffer((2 * mb,), np.uint8)  # B: 2 MB (A is held)
+    z = vb.batch_buffer((mb // 2,), np.uint8)  # C: 2 MB, as large as the largest so far
+    assert [b.nbytes for b in vb._POOL] == [mb, 2 * mb, 2 * mb]
+    addr = {"A": x.ctypes.data, "B": y.ctypes.data, "C": z.ctypes.data}
+    del y, x, z  # all free; C was handed out last
+    w = vb.batch_buffer((mb // 4,), np.uint8)
+    assert w.ctypes.data == addr["C"]  # best fit would have taken A
+    # a consumer holding one batch while the next is gathered: the last two buffers take turns
+    seen = []
+    for n in (mb, mb // 2, 2 * mb, mb):
+        w = vb.batch_buffer((n,), np.uint8)
+        seen.append(w.ctypes.data)
+    assert seen == [addr["B"], addr["C"], addr["B"], addr["C"]] and len(vb._POOL) == 3

@@ -324,9 +324,21 @@ def _take_from_ring(ref: _RingRef) -> torch.Tensor:
 # zeroing; loaders gather into buffers this process reuses instead. A buffer is reused only when nothing else
 # refers to it (its reference count: every numpy view and every torch.from_numpy tensor over it holds one), so
 # a batch the consumer still holds is never overwritten.
+#
+# Which free buffer: the one used most recently. While the consumer holds batch N, batch N+1 goes into the
+# buffer of batch N-1, so two buffers take turns and stay in the CPU's last-level cache as far as it holds
+# them; a best-fit choice rotated through one buffer per batch size (4 x 2 for the four tasks, 64 MB), and the
+# gathers' writes went to memory (bench/loader.py, session 19: ~4 % of a warm pass). New buffers are as large
+# as the largest batch so far, so any free buffer fits the next batch of any task.
 _POOL: list[np.ndarray] = []
-_POOL_PID: list[int] = [0]
+_POOL_USED: list[int] = []  # per buffer of _POOL: the tick of its last hand-out
+_POOL_STATE: list[int] = [0, 0]  # (pid that owns the pool, hand-out tick)
 POOL_MAX_BYTES = 512 << 20  # per process; beyond it batches get plain new arrays
+
+
+def _pool_busy(i: int) -> bool:
+    """Whether anything besides the pool refers to buffer ``i`` (the pool and getrefcount's argument are 2)."""
+    return sys.getrefcount(_POOL[i]) > 2
 
 
 def batch_buffer(shape: Sequence[int], dtype: Any) -> np.ndarray:
@@ -335,24 +347,28 @@ def batch_buffer(shape: Sequence[int], dtype: Any) -> np.ndarray:
 
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    if _POOL_PID[0] != os.getpid():  # a forked child: the parent's buffers are not ours to track
+    if _POOL_STATE[0] != os.getpid():  # a forked child: the parent's buffers are not ours to track
         _POOL.clear()
-        _POOL_PID[0] = os.getpid()
+        _POOL_USED.clear()
+        _POOL_STATE[0] = os.getpid()
     if nbytes == 0:
         return np.empty(shape, dt)
-    best = None
-    for buf in _POOL:  # refs: _POOL, `buf`, getrefcount's argument
-        if buf.nbytes >= nbytes and sys.getrefcount(buf) <= 3 and (best is None or buf.nbytes < best.nbytes):
-            best = buf
-    if best is None:
-        size = -(-nbytes // _MB) * _MB
+    free = [i for i in range(len(_POOL)) if _POOL[i].nbytes >= nbytes and not _pool_busy(i)]
+    best = max(free, key=_POOL_USED.__getitem__) if free else -1
+    if best < 0:
+        size = -(-max([nbytes] + [b.nbytes for b in _POOL]) // _MB) * _MB
         if sum(b.nbytes for b in _POOL) + size > POOL_MAX_BYTES:
-            _POOL[:] = [b for b in _POOL if sys.getrefcount(b) > 3]  # drop the free ones, then try again
+            keep = [i for i in range(len(_POOL)) if _pool_busy(i)]  # drop the free ones, then try again
+            _POOL[:], _POOL_USED[:] = [_POOL[i] for i in keep], [_POOL_USED[i] for i in keep]
+            size = -(-nbytes // _MB) * _MB
             if sum(b.nbytes for b in _POOL) + size > POOL_MAX_BYTES:
                 return np.empty(shape, dt)
-        best = np.empty(size, np.uint8)
-        _POOL.append(best)
-    return best[:nbytes].view(dt).reshape(tuple(shape))
+        _POOL.append(np.empty(size, np.uint8))
+        _POOL_USED.append(0)
+        best = len(_POOL) - 1
+    _POOL_STATE[1] += 1
+    _POOL_USED[best] = _POOL_STATE[1]
+    return _POOL[best][:nbytes].view(dt).reshape(tuple(shape))
 
 
 def shared_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
