@@ -168,7 +168,6 @@ def test_batch_buffers_are_reused_only_when_unreferenced(monkeypatch):
     from vlpet import batch as vb
 
     monkeypatch.setattr(vb, "_POOL", [])
-    monkeypatch.setattr(vb, "_POOL_USED", [])
     a = vb.batch_buffer((3, 4), np.float32)
     a[:] = 1
     t = torch.from_numpy(a[1:])  # a tensor over part of it keeps the buffer in use
@@ -192,7 +191,6 @@ def test_batch_buffers_most_recently_used_first(monkeypatch):
     from vlpet import batch as vb
 
     monkeypatch.setattr(vb, "_POOL", [])
-    monkeypatch.setattr(vb, "_POOL_USED", [])
     mb = 1 << 20
     x = vb.batch_buffer((mb,), np.uint8)  # A: 1 MB
     y = vb.batch_buffer((2 * mb,), np.uint8)  # B: 2 MB (A is held)

@@ -327,12 +327,12 @@ def _take_from_ring(ref: _RingRef) -> torch.Tensor:
 #
 # Which free buffer: the one used most recently. While the consumer holds batch N, batch N+1 goes into the
 # buffer of batch N-1, so two buffers take turns and stay in the CPU's last-level cache as far as it holds
-# them; a best-fit choice rotated through one buffer per batch size (4 x 2 for the four tasks, 64 MB), and the
-# gathers' writes went to memory (bench/loader.py, session 19: ~4 % of a warm pass). New buffers are as large
-# as the largest batch so far, so any free buffer fits the next batch of any task.
-_POOL: list[np.ndarray] = []
-_POOL_USED: list[int] = []  # per buffer of _POOL: the tick of its last hand-out
-_POOL_STATE: list[int] = [0, 0]  # (pid that owns the pool, hand-out tick)
+# them; a best-fit choice rotated through buffers of every batch size (12, 12, 20 and 20 MB for the loader
+# benchmark's four tasks), and the gathers' writes went to memory (bench/loader.py, session 19: ~5 % of a warm
+# pass). New buffers are as large as the largest batch so far, so any free buffer fits the next batch of any
+# task.
+_POOL: list[np.ndarray] = []  # in hand-out order: the last one was handed out most recently
+_POOL_PID: list[int] = [0]
 POOL_MAX_BYTES = 512 << 20  # per process; beyond it batches get plain new arrays
 
 
@@ -347,28 +347,24 @@ def batch_buffer(shape: Sequence[int], dtype: Any) -> np.ndarray:
 
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    if _POOL_STATE[0] != os.getpid():  # a forked child: the parent's buffers are not ours to track
+    if _POOL_PID[0] != os.getpid():  # a forked child: the parent's buffers are not ours to track
         _POOL.clear()
-        _POOL_USED.clear()
-        _POOL_STATE[0] = os.getpid()
+        _POOL_PID[0] = os.getpid()
     if nbytes == 0:
         return np.empty(shape, dt)
     free = [i for i in range(len(_POOL)) if _POOL[i].nbytes >= nbytes and not _pool_busy(i)]
-    best = max(free, key=_POOL_USED.__getitem__) if free else -1
-    if best < 0:
+    if free:
+        buf = _POOL.pop(free[-1])  # the free one handed out last
+    else:
         size = -(-max([nbytes] + [b.nbytes for b in _POOL]) // _MB) * _MB
         if sum(b.nbytes for b in _POOL) + size > POOL_MAX_BYTES:
-            keep = [i for i in range(len(_POOL)) if _pool_busy(i)]  # drop the free ones, then try again
-            _POOL[:], _POOL_USED[:] = [_POOL[i] for i in keep], [_POOL_USED[i] for i in keep]
+            _POOL[:] = [_POOL[i] for i in range(len(_POOL)) if _pool_busy(i)]  # drop the free ones, try again
             size = -(-nbytes // _MB) * _MB
             if sum(b.nbytes for b in _POOL) + size > POOL_MAX_BYTES:
                 return np.empty(shape, dt)
-        _POOL.append(np.empty(size, np.uint8))
-        _POOL_USED.append(0)
-        best = len(_POOL) - 1
-    _POOL_STATE[1] += 1
-    _POOL_USED[best] = _POOL_STATE[1]
-    return _POOL[best][:nbytes].view(dt).reshape(tuple(shape))
+        buf = np.empty(size, np.uint8)
+    _POOL.append(buf)
+    return buf[:nbytes].view(dt).reshape(tuple(shape))
 
 
 def shared_tensor(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
