@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from .errors import CorruptionError, QuarantinedError, StoreError
 from .layout import INDEX, Layout
-from .segment import Segment, numpy_view, read_rows_parallel, wait_reads
+from .segment import Segment, numpy_view, read_rows_parallel, thread_pool, wait_reads
 from .snapshot import OK, QuarantineRecord, SnapshotInfo, read_index_table
 from .spec import StoreSpec
 
@@ -72,6 +73,34 @@ class SampleStatus:
     @property
     def ok(self) -> bool:
         return self.status == OK
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+GATHER_THREADS = min(4, _usable_cpus()) if getattr(sys, "_is_gil_enabled", lambda: True)() else 1
+"""Threads a batch gather of rows already in memory copies with (the caller's included). Each row is one
+memory-bound memcpy during which numpy releases the GIL: on 2 cores two threads copy random 200 KB rows ~1.6x
+faster than one, and a warm pass of bench/loader.py runs 1.16-1.33x faster (session 20). Loader workers pass
+``threads=1``: the worker processes use the cores."""
+GATHER_MIN_BYTES_PER_THREAD = 2 << 20  # handing a part to a thread costs tens of us: worth it for MBs only
+
+
+def _copy_rows(views: dict[int, np.ndarray], segs: list[int], rows: list[int], out: np.ndarray,
+               claims: Iterator[int]) -> None:
+    """``out[d] = views[segs[d]][rows[d]]`` for each position ``d`` this thread takes from ``claims``.
+
+    The threads of one gather share one ``iter(range(n))``: each takes the next row when it is free, so a thread
+    that gets less CPU (another process, or torch's OpenMP threads still spinning after an operation, on its
+    core) copies fewer rows instead of holding up the batch. Fixed halves lost ~15 % on the text + collate path
+    for that reason, and a lock around the counter cost ~20 % (bench/loader.py, session 20). ``next`` on a
+    range iterator is atomic under the GIL; ``GATHER_THREADS`` is 1 where there is none."""
+    for d in claims:
+        out[d] = views[segs[d]][rows[d]]
 
 
 class SnapshotReader:
@@ -237,10 +266,12 @@ class SnapshotReader:
         self._ensure()
         return self._view(int(pos))
 
-    def get_many_at(self, pos: np.ndarray | Sequence[int], out: np.ndarray | None = None):
-        """``get_many`` by index positions (from ``positions``, all >= 0)."""
+    def get_many_at(self, pos: np.ndarray | Sequence[int], out: np.ndarray | None = None, *,
+                    threads: int | None = None):
+        """``get_many`` by index positions (from ``positions``, all >= 0). ``threads``: how many threads copy
+        rows already in memory (default ``GATHER_THREADS``; a DataLoader worker passes 1)."""
         self._ensure()
-        return self._many(pos, out)
+        return self._many(pos, out, threads)
 
     def prefetch(self, media_ids: Sequence[str]) -> int:
         """Start reading the features of ``media_ids`` that are not in memory yet, without waiting (a loader
@@ -259,7 +290,7 @@ class SnapshotReader:
         segs, rows = self._seg[p], self._row[p]
         return sum(self._segment(int(k)).prefetch(rows[segs == k]) for k in np.unique(segs))
 
-    def _many(self, pos, out: np.ndarray | None):
+    def _many(self, pos, out: np.ndarray | None, threads: int | None = None):
         if self.spec.ragged:
             return [self._view(int(i)) for i in pos]
         n = len(pos)
@@ -293,19 +324,30 @@ class SnapshotReader:
                         seg.copy_rows(rows[sel][~c], out, sel[~c])
                 wait_reads(pending)
                 return out
-        self._copy_from_maps(segs, rows, out)
+        self._copy_from_maps(segs, rows, out, GATHER_THREADS if threads is None else threads)
         return out
 
-    def _copy_from_maps(self, segs: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
-        """``out[j] = row rows[j] of segment segs[j]``: one memcpy per row from the maps, in batch order, each
-        segment's view looked up once. (Copying in file order instead, after a sort, bought nothing once the
-        rows are in memory: measured in bench/loader.py, session 19.)"""
-        views: dict[int, np.ndarray] = {}
-        for d, (k, r) in enumerate(zip(segs.tolist(), rows.tolist(), strict=True)):
-            v = views.get(k)
-            if v is None:
-                v = views[k] = self._segment(k).fixed_rows
-            out[d] = v[r]
+    def _copy_from_maps(self, segs: np.ndarray, rows: np.ndarray, out: np.ndarray, threads: int) -> None:
+        """``out[j] = row rows[j] of segment segs[j]``: one memcpy per row from the maps, in batch order (copying
+        in file order instead, after a sort, bought nothing once the rows are in memory: bench/loader.py,
+        session 19), split over up to ``threads`` threads, this one included."""
+        segs_l, rows_l = segs.tolist(), rows.tolist()
+        views = {k: self._segment(k).fixed_rows for k in set(segs_l)}  # mapped (and verified) on this thread
+        n = len(rows_l)
+        k = max(1, min(threads, n, out.nbytes // GATHER_MIN_BYTES_PER_THREAD))
+        if k == 1:
+            _copy_rows(views, segs_l, rows_l, out, iter(range(n)))
+            return
+        todo = iter(range(n))
+        pool = thread_pool()
+        futures = [pool.submit(_copy_rows, views, segs_l, rows_l, out, todo) for _ in range(k - 1)]
+        try:
+            _copy_rows(views, segs_l, rows_l, out, todo)
+        finally:
+            errors = [f.exception() for f in futures]  # waits for every part: none writes into out afterwards
+        for e in errors:
+            if e is not None:
+                raise e
 
     def _should_check_residency(self) -> bool:
         """Residency checks cost a ``mincore`` per row: once 8 batches in a row found everything in memory

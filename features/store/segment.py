@@ -192,10 +192,11 @@ READ_THREADS = 16
 _POOL: list = [None, 0]  # (executor, pid)
 
 
-def _executor() -> ThreadPoolExecutor:
+def thread_pool() -> ThreadPoolExecutor:
+    """This process's I/O and copy threads (parallel preads, threaded batch gathers)."""
     pid = os.getpid()
     if _POOL[0] is None or _POOL[1] != pid:  # new, or inherited by a forked child (its threads did not follow)
-        _POOL[0], _POOL[1] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="vlpet-pread"), pid
+        _POOL[0], _POOL[1] = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="vlpet-io"), pid
     return _POOL[0]
 
 
@@ -220,7 +221,7 @@ def read_rows_parallel(jobs: Sequence[tuple[Segment, np.ndarray, np.ndarray]], o
                 runs.append((seg, r, [d]))
             prev = r
     k = min(READ_THREADS, len(runs))
-    ex = _executor()
+    ex = thread_pool()
     return PendingReads([ex.submit(_read_runs, runs[i::k], out_bytes) for i in range(k)], out_bytes, dups)
 
 

@@ -284,7 +284,9 @@ class TaskDataset(torch.utils.data.Dataset):
         if n == 1 and k == 1:
             return reader.get_at(pos[0])[None]
         out = batch_buffer((n, k, *shape) if k > 1 else (n, *shape), reader.spec.np_dtype)
-        reader.get_many_at(pos, out=out.reshape(n * k, *shape))
+        # in a DataLoader worker one thread: the worker processes already keep the cores busy
+        threads = 1 if torch.utils.data.get_worker_info() is not None else None
+        reader.get_many_at(pos, out=out.reshape(n * k, *shape), threads=threads)
         return out
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:

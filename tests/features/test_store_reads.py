@@ -106,3 +106,34 @@ def test_pread_rows_equal_mapped_rows_for_every_row(tmp_path):
         for j, r in enumerate(rows.tolist()):  # one pread per row, in reverse file order
             seg.read_run(r, [read_bytes[j]])
         assert read.tobytes() == mapped.tobytes()
+
+
+def test_threaded_gather_fills_every_row_in_request_order(tmp_path, monkeypatch):
+    """Warm gathers split over threads (each taking rows as it goes) equal the rows read one by one; a failing
+    part stops the gather with its error, and nothing is left running that could still write into ``out``."""
+    import threading
+
+    import features.store.reader as reader_mod
+
+    write_media(tmp_path / "m", [f"img{i:02d}" for i in range(13)])
+    extract(tmp_path / "s", tmp_path / "m", flush_rows=4)  # 4 segments
+    reader = FeatureStore.open_reader(tmp_path / "s")
+    monkeypatch.setattr(reader_mod, "GATHER_MIN_BYTES_PER_THREAD", 1)  # thread even these tiny batches
+    parts, real = [], reader_mod._copy_rows
+    monkeypatch.setattr(reader_mod, "_copy_rows",
+                        lambda *a: (parts.append(threading.get_ident()), real(*a))[1])
+    rng = np.random.default_rng(0)
+    order = [f"img{i:02d}" for i in rng.integers(0, 13, 200)]  # every segment, repeats, random order
+    expected = np.stack([np.asarray(reader.get(m)) for m in order])
+    pos = reader.positions(order)
+    for threads in (1, 2, 3):
+        parts.clear()
+        got = reader.get_many_at(pos, threads=threads)
+        assert got.tobytes() == expected.tobytes()
+        assert len(parts) == threads  # the caller's part and threads - 1 in the pool
+        assert threading.get_ident() in parts and (threads == 1 or len(set(parts)) > 1)
+    frozen = np.empty_like(expected)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        reader.get_many_at(pos, out=frozen, threads=2)
+    assert reader.get_many_at(pos, threads=2).tobytes() == expected.tobytes()  # the pool still works

@@ -312,6 +312,20 @@ def test_batch_buffers_are_reused_once_released(task_tables):
     assert third.vis.ctypes.data == addr  # released: its buffer serves the next batch (no new allocation)
 
 
+def test_gathers_use_the_reader_threads_in_the_main_process_and_one_in_a_worker(task_tables, monkeypatch):
+    from features.store.reader import SnapshotReader
+
+    d = TaskDataset(task_tables.paths["vqa"])
+    seen, real = [], SnapshotReader.get_many_at
+    monkeypatch.setattr(SnapshotReader, "get_many_at",
+                        lambda self, pos, out=None, *, threads=None: (seen.append(threads),
+                                                                      real(self, pos, out, threads=threads))[1])
+    want = d.batch([0, 1, 2]).vis.copy()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())  # as inside a DataLoader worker
+    assert d.batch([0, 1, 2]).vis.tobytes() == want.tobytes()
+    assert seen == [None, 1]  # the reader's default (GATHER_THREADS), then one thread
+
+
 def test_answer_draws_follow_the_scores_and_do_not_depend_on_the_batch(task_tables):
     paths = task_tables.paths
     d = TaskDataset(paths["vqa"], seed=9)
