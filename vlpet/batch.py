@@ -403,7 +403,8 @@ def stack_features(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     return feats if feats is not None else torch.from_numpy(np.stack(arrays))
 
 
-def _in_worker() -> bool:
+def in_dataloader_worker() -> bool:
+    """Whether this code runs inside a torch DataLoader worker process."""
     return torch.utils.data.get_worker_info() is not None
 
 
@@ -435,7 +436,7 @@ def _visual(fmt: TaskFormat, examples: Sequence[Mapping[str, Any]] | ExampleBatc
 def _to_dtype(feats: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``feats`` as ``dtype``; in a DataLoader worker, written into the worker's shared-memory ring (the batch
     then leaves the worker without a new shared segment); otherwise converted into a reused batch buffer."""
-    if _in_worker():
+    if in_dataloader_worker():
         return ring_tensor(feats.shape, dtype).copy_(feats)
     if feats.dtype == dtype:
         return feats

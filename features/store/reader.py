@@ -335,12 +335,8 @@ class SnapshotReader:
         views = {k: self._segment(k).fixed_rows for k in set(segs_l)}  # mapped (and verified) on this thread
         n = len(rows_l)
         k = max(1, min(threads, n, out.nbytes // GATHER_MIN_BYTES_PER_THREAD))
-        if k == 1:
-            _copy_rows(views, segs_l, rows_l, out, iter(range(n)))
-            return
         todo = iter(range(n))
-        pool = thread_pool()
-        futures = [pool.submit(_copy_rows, views, segs_l, rows_l, out, todo) for _ in range(k - 1)]
+        futures = [thread_pool().submit(_copy_rows, views, segs_l, rows_l, out, todo) for _ in range(k - 1)]
         try:
             _copy_rows(views, segs_l, rows_l, out, todo)
         finally:

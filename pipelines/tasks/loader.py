@@ -39,7 +39,7 @@ import torch.utils.data
 
 from features.store import FeatureStore
 from pipelines.tasks.build import open_task_table, task_table_metadata
-from vlpet.batch import ExampleBatch, VLBatch, batch_buffer, collate, task_format
+from vlpet.batch import ExampleBatch, VLBatch, batch_buffer, collate, in_dataloader_worker, task_format
 
 Key = tuple[str, int, int]  # (task, example index, epoch)
 
@@ -285,8 +285,7 @@ class TaskDataset(torch.utils.data.Dataset):
             return reader.get_at(pos[0])[None]
         out = batch_buffer((n, k, *shape) if k > 1 else (n, *shape), reader.spec.np_dtype)
         # in a DataLoader worker one thread: the worker processes already keep the cores busy
-        threads = 1 if torch.utils.data.get_worker_info() is not None else None
-        reader.get_many_at(pos, out=out.reshape(n * k, *shape), threads=threads)
+        reader.get_many_at(pos, out=out.reshape(n * k, *shape), threads=1 if in_dataloader_worker() else None)
         return out
 
     def __getitem__(self, key: int | Key) -> dict[str, Any]:
